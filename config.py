@@ -1,0 +1,113 @@
+"""Configuration read from the environment.
+
+Pawpost's own variables start with ``PAWPOST_``; ``DATABASE_URL`` and ``REDIS_URL`` keep the
+names every hosting platform uses. Outside development, secrets have no default, so a missing
+one stops the process at start with a message naming the variable.
+"""
+
+import os
+from urllib.parse import urlsplit
+
+PREFIX = "PAWPOST_"
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(RuntimeError):
+    """A configuration value is missing or invalid."""
+
+
+def _env(name, default=None):
+    return os.environ.get(PREFIX + name, default)
+
+
+def _require(name, environment, development_default):
+    value = _env(name)
+    if value:
+        return value
+    if environment == "production":
+        raise ConfigError(f"{PREFIX}{name} is not set. Set it in the environment before starting.")
+    return development_default
+
+
+def _int(name, default):
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a whole number.") from None
+
+
+def _bool(name, default):
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{PREFIX}{name}={raw!r} is not a boolean. Use true or false.")
+
+
+def _base_url(environment):
+    url = _require("BASE_URL", environment, "http://127.0.0.1:5000").rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{PREFIX}BASE_URL={url!r} is not an absolute http(s) URL. "
+            "Set it to the public address of Pawpost, for example https://pawpost.example.com."
+        )
+    # The pointer SMS carries a link on this URL and must stay one 160-character segment.
+    if len(url) > 60:
+        raise ConfigError(
+            f"{PREFIX}BASE_URL={url!r} is {len(url)} characters long. "
+            "Use a base URL of at most 60 characters so pointer texts fit one SMS segment."
+        )
+    return url
+
+
+def load(overrides=None):
+    """Build the Flask configuration mapping from the environment plus optional overrides."""
+    overrides = overrides or {}
+    environment = overrides.get("PAWPOST_ENV") or _env("ENV", "development")
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"{PREFIX}ENV={environment!r} is invalid. Use one of {', '.join(ENVIRONMENTS)}.")
+
+    settings = {
+        "PAWPOST_ENV": environment,
+        "SECRET_KEY": _require("SECRET_KEY", environment, "development-only-secret-key"),
+        "SQLALCHEMY_DATABASE_URI": _database_url(environment),
+        "REDIS_URL": os.environ.get("REDIS_URL") or _require("REDIS_URL", environment, "redis://127.0.0.1:6379/0"),
+        "PAWPOST_BASE_URL": _base_url(environment),
+        # When set, both provider SDKs send to this local stand-in instead of the real APIs.
+        "PAWPOST_SANDBOX_URL": _env("SANDBOX_URL"),
+        "PAWPOST_PORTAL_TOKEN_DAYS": _int("PORTAL_TOKEN_DAYS", 7),
+        "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
+        "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
+        "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
+        "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    secure = settings["PAWPOST_BASE_URL"].startswith("https://")
+    settings["SESSION_COOKIE_SECURE"] = secure
+    settings["REMEMBER_COOKIE_SECURE"] = secure
+    settings.update(overrides)
+    return settings
+
+
+def _database_url(environment):
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        if environment == "production":
+            raise ConfigError("DATABASE_URL is not set. Set it to a postgresql:// URL before starting.")
+        return "sqlite:///" + os.path.abspath(os.path.join("instance", "pawpost.db"))
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy needs the driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

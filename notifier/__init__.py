@@ -1,0 +1,1 @@
+"""Sending, status tracking and fallback for Pawpost's outbound channels."""

@@ -1,0 +1,56 @@
+"""What staff read about each delivery: a status word, the reason and the action."""
+
+from notifier.classify import categories
+
+FALLBACK_SENT = "Text Not Delivered — Message sent as Chat Notification to Client Instead."
+BOTH_BLOCKED = (
+    "Text Not Delivered — the carrier blocked both the text and the Pet Portal notice. "
+    "The message is in the client's Pet Portal inbox; reach the client another way, "
+    "such as a phone call or email."
+)
+IN_PROGRESS = {
+    "queued": "Waiting to send.",
+    "sending": "Sending.",
+    "accepted": "Handed to the provider; waiting for the carrier.",
+    "sent": "Accepted by the carrier; waiting for the delivery receipt.",
+    "delivered": "Delivered.",
+    "unknown": "The final status is unknown: the provider did not confirm delivery.",
+}
+
+
+def staff_message(delivery):
+    """Return the sentence staff see for ``delivery``."""
+    if delivery.channel == "portal":
+        return _portal_message(delivery)
+    if delivery.channel == "pointer":
+        return _pointer_message(delivery)
+    if delivery.status not in ("undelivered", "failed", "suppressed"):
+        return IN_PROGRESS.get(delivery.status, delivery.status)
+    if delivery.category == "carrier_filtered":
+        pointer = delivery.message.delivery("pointer")
+        if pointer is not None:
+            return BOTH_BLOCKED if pointer.status in ("undelivered", "failed") else FALLBACK_SENT
+    return failure_text(delivery.category, delivery.error_code)
+
+
+def failure_text(category, code):
+    """Return the reason and action for a failure ``category`` as one paragraph."""
+    entry = categories()[category or "unknown"]
+    reason = entry["reason"].format(code=code or "none")
+    return f"{reason} {entry['action']}"
+
+
+def _portal_message(delivery):
+    if delivery.read_at:
+        return "Read in the Pet Portal."
+    if delivery.chat_notification:
+        return "In the Pet Portal inbox as a chat notification; not read yet."
+    return "In the Pet Portal inbox."
+
+
+def _pointer_message(delivery):
+    if delivery.status in ("undelivered", "failed"):
+        return "The Pet Portal notice text was blocked too."
+    if delivery.status == "delivered":
+        return "Pet Portal notice text delivered."
+    return "Pet Portal notice text: " + IN_PROGRESS.get(delivery.status, delivery.status).lower()

@@ -1,0 +1,110 @@
+"""RQ jobs. Each takes ids, reloads its rows and is safe to run twice."""
+
+import logging
+
+from flask import current_app
+from sqlalchemy import update
+
+from notifier import providers, queues, status
+from notifier.pointer import pointer_text
+from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
+from portal.extensions import db
+from portal.models import STATUS_RANK, Delivery, PortalToken, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def send_text(delivery_id):
+    """Send one SMS or pointer delivery through the clinic's provider, once per attempt."""
+    if not claim(delivery_id):
+        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+        return "skipped"
+
+    delivery = db.session.get(Delivery, delivery_id)
+    message = delivery.message
+    clinic = message.clinic
+    text = OutboundText(
+        to=message.client.mobile_number,
+        sender=clinic.sender_number,
+        body=_body_for(delivery),
+        status_callback=_twilio_callback_url(clinic, delivery) if clinic.provider == "twilio" else None,
+        tag=status.format_ref(delivery.id, delivery.attempts),
+    )
+    db.session.commit()
+
+    adapter = providers.for_clinic(
+        clinic,
+        sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
+        timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
+    )
+    try:
+        result = adapter.send(text)
+    except ProviderError as exc:
+        return _record_rejection(clinic, delivery, exc)
+    except ProviderUnreachable as exc:
+        # The provider may have taken the message, so it is not sent again blindly.
+        log.warning("Provider did not answer for delivery %s (%s).", delivery.id, exc)
+        status.advance(delivery, "unknown")
+        db.session.commit()
+        return "unknown"
+
+    status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)
+    db.session.commit()
+    log.info("Delivery %s accepted by %s as %s.", delivery.id, clinic.provider, result.provider_message_id)
+    return "accepted"
+
+
+def claim(delivery_id):
+    """Move a queued delivery to ``sending`` and count the attempt; return False if it was not queued.
+
+    This single conditional UPDATE is what lets two workers run the same job without two
+    provider calls: only one of them changes the row.
+    """
+    statement = (
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == "queued")
+        .values(
+            status="sending",
+            status_rank=STATUS_RANK["sending"],
+            attempts=Delivery.attempts + 1,
+            claimed_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    claimed = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    return claimed
+
+
+def _body_for(delivery):
+    if delivery.channel != "pointer":
+        return delivery.message.body
+    message = delivery.message
+    token, raw = PortalToken.issue(
+        client_id=message.client_id,
+        message_id=message.id,
+        purpose="pointer",
+        days=current_app.config["PAWPOST_PORTAL_TOKEN_DAYS"],
+    )
+    db.session.add(token)
+    url = f"{current_app.config['PAWPOST_BASE_URL']}/p/{raw}"
+    return pointer_text(message.clinic.name, url)
+
+
+def _twilio_callback_url(clinic, delivery):
+    base = current_app.config["PAWPOST_BASE_URL"]
+    ref = status.format_ref(delivery.id, delivery.attempts)
+    return f"{base}/webhooks/twilio/{clinic.id}/status?ref={ref}"
+
+
+def _record_rejection(clinic, delivery, exc):
+    log.warning("Provider rejected delivery %s with code %s.", delivery.id, exc.code)
+    status.advance(delivery, "failed", exc.code)
+    pointer = None
+    if delivery.category == "carrier_filtered":
+        pointer = status.start_fallback(clinic, delivery)
+    db.session.commit()
+    if pointer is not None:
+        queues.enqueue_send(pointer)
+    return "failed"

@@ -1,0 +1,45 @@
+"""Twilio adapter on the official ``twilio`` SDK."""
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from notifier.providers.base import ProviderError, ProviderUnreachable, SendResult
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(self, account_sid, auth_token, sandbox_url=None, timeout=15):
+        http_client = TwilioHttpClient(pool_connections=True, timeout=timeout)
+        self.client = Client(account_sid, auth_token, http_client=http_client)
+        if sandbox_url:
+            # The SDK builds every Messages URL from this base, so the sandbox gets the real requests.
+            self.client.api.base_url = sandbox_url.rstrip("/")
+
+    def send(self, text):
+        """Create the message at Twilio and return its SID and initial status."""
+        params = {"to": text.to, "from_": text.sender, "body": text.body}
+        if text.media_urls:
+            params["media_url"] = list(text.media_urls)
+        if text.status_callback:
+            params["status_callback"] = text.status_callback
+        try:
+            message = self.client.messages.create(**params)
+        except TwilioRestException as exc:
+            raise ProviderError(exc.code or f"http-{exc.status}", exc.status, exc.msg) from exc
+        except requests.RequestException as exc:
+            raise ProviderUnreachable(type(exc).__name__) from exc
+        return SendResult(message.sid, message.status)
+
+    def fetch_status(self, provider_message_id):
+        """Return ``(status, error_code)`` of a message as Twilio reports it now."""
+        try:
+            message = self.client.messages(provider_message_id).fetch()
+        except TwilioRestException as exc:
+            raise ProviderError(exc.code or f"http-{exc.status}", exc.status, exc.msg) from exc
+        except requests.RequestException as exc:
+            raise ProviderUnreachable(type(exc).__name__) from exc
+        code = str(message.error_code) if message.error_code else None
+        return message.status, code

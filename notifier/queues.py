@@ -1,0 +1,52 @@
+"""Redis connection and the RQ queues, named by workload."""
+
+import logging
+
+import redis
+from flask import current_app
+from rq import Queue
+
+log = logging.getLogger(__name__)
+
+# Workers read queues in this order, so pointer texts after a carrier filter go out before a
+# backlog of ordinary sends.
+QUEUE_ORDER = ("fallback", "sms", "default")
+
+
+def connection():
+    """Return the app's Redis client, created once per app."""
+    client = current_app.extensions.get("pawpost_redis")
+    if client is None:
+        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=5)
+        current_app.extensions["pawpost_redis"] = client
+    return client
+
+
+def queue(name):
+    return Queue(name, connection=connection())
+
+
+def send_job_id(delivery_id, attempt):
+    """Return the RQ job id for one send attempt, so the reconciler can tell if it is still queued."""
+    return f"send-{delivery_id}-{attempt}"
+
+
+def enqueue_send(delivery):
+    """Queue the send job for ``delivery``; return False when Redis is unreachable.
+
+    The delivery row is already committed, so a failed enqueue loses nothing: the reconciler
+    queues it again once Redis answers.
+    """
+    name = "fallback" if delivery.channel == "pointer" else "sms"
+    try:
+        queue(name).enqueue(
+            "notifier.jobs.send_text",
+            delivery.id,
+            job_id=send_job_id(delivery.id, delivery.attempts + 1),
+            result_ttl=600,
+            failure_ttl=7 * 24 * 3600,
+        )
+    except redis.exceptions.RedisError as exc:
+        log.warning("Could not queue delivery %s (%s); the reconciler will retry.", delivery.id, exc)
+        return False
+    return True

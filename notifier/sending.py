@@ -1,0 +1,79 @@
+"""Create outbound messages: stored with one delivery per channel before any job is queued."""
+
+import logging
+
+from sqlalchemy.exc import IntegrityError
+
+from notifier import queues
+from notifier.phone import InvalidPhoneNumber, normalize
+from portal.extensions import db
+from portal.models import FINAL_RANK, Client, Delivery, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+# Twilio rejects longer bodies (error 21617); Bandwidth allows 2048, so the lower limit wins.
+MAX_BODY_CHARS = 1600
+
+
+class InvalidMessage(ValueError):
+    """The message cannot be sent as given; the text names the value and the fix."""
+
+    def __init__(self, field, text):
+        super().__init__(text)
+        self.field = field
+
+
+def validate_body(body):
+    """Return ``body`` stripped, or raise InvalidMessage when it is empty or too long."""
+    if not isinstance(body, str) or not body.strip():
+        raise InvalidMessage("body", "The message body is empty. Write the text to send.")
+    body = body.strip()
+    if len(body) > MAX_BODY_CHARS:
+        raise InvalidMessage(
+            "body",
+            f"The message body is {len(body)} characters long; the limit is {MAX_BODY_CHARS}. Shorten it.",
+        )
+    return body
+
+
+def find_or_create_client(clinic, raw_number, name=""):
+    """Return the clinic's client with this number, creating one if none exists."""
+    try:
+        e164, _extension = normalize(raw_number, clinic.country)
+    except InvalidPhoneNumber as exc:
+        raise InvalidMessage("to", str(exc)) from None
+
+    client = _client_by_number(clinic, e164)
+    if client is not None:
+        return client
+    client = Client(clinic_id=clinic.id, mobile_number=e164, name=name or "")
+    try:
+        with db.session.begin_nested():
+            db.session.add(client)
+    except IntegrityError:
+        # Another request created the same client a moment ago.
+        client = _client_by_number(clinic, e164)
+    return client
+
+
+def _client_by_number(clinic, e164):
+    return db.session.execute(
+        db.select(Client).where(Client.clinic_id == clinic.id, Client.mobile_number == e164)
+    ).scalar_one_or_none()
+
+
+def send_message(client, body, source, author=None):
+    """Store a message to ``client`` with its SMS and portal deliveries, commit, then queue the SMS."""
+    body = validate_body(body)
+    message = Message(clinic_id=client.clinic_id, client_id=client.id, body=body, source=source, author=author)
+    sms = Delivery(message=message, channel="sms", provider=client.clinic.provider)
+    # Every message is readable in the Pet Portal from the start.
+    portal = Delivery(
+        message=message, channel="portal", status="delivered", status_rank=FINAL_RANK, final_at=utcnow()
+    )
+    db.session.add_all([message, sms, portal])
+    db.session.commit()
+    log.info("Message %s stored for clinic %s with SMS delivery %s.", message.id, client.clinic_id, sms.id)
+
+    queues.enqueue_send(sms)
+    return message

@@ -1,0 +1,186 @@
+"""Apply provider status events to deliveries, and start the Pet Portal fallback.
+
+Statuses only move forward: each update is a conditional UPDATE on the status rank, so a
+duplicate, late or concurrent event finds nothing to change. The same condition makes the
+fallback run exactly once per message: only the event that moves the SMS delivery to its
+final status can start it.
+"""
+
+import json
+import logging
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from notifier.classify import classify
+from portal.extensions import db
+from portal.models import FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    provider: str
+    provider_status: str
+    provider_message_id: str | None
+    error_code: str | None
+    # Our delivery id and attempt number, echoed by the provider from the callback URL or tag.
+    delivery_id: int | None
+    attempt: int | None
+    payload: dict
+
+
+@cache
+def _status_words():
+    return tomllib.loads((Path(__file__).parent / "codes" / "statuses.toml").read_text())
+
+
+def map_status(provider, word):
+    """Return the Pawpost status for a provider's status word, or None when it has no mapping."""
+    return _status_words()[provider].get((word or "").strip().lower())
+
+
+def parse_ref(text):
+    """Parse ``"<delivery_id>.<attempt>"`` into two ints, or ``(None, None)`` when malformed."""
+    parts = (text or "").split(".")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) < 12 for p in parts):
+        return None, None
+    return int(parts[0]), int(parts[1])
+
+
+def format_ref(delivery_id, attempt):
+    return f"{delivery_id}.{attempt}"
+
+
+def apply_event(clinic, event):
+    """Record ``event`` in the log and apply it; return the pointer delivery the fallback created, if any.
+
+    The caller commits, then queues the returned pointer delivery.
+    """
+    delivery = _find_delivery(clinic, event)
+    status = map_status(event.provider, event.provider_status)
+    outcome, pointer = "unmatched", None
+
+    if delivery is not None and status is None:
+        outcome = "ignored"
+    elif delivery is not None and event.attempt is not None and event.attempt != delivery.attempts:
+        outcome = "stale"
+    elif delivery is not None:
+        moved = advance(delivery, status, event.error_code, event.provider_message_id)
+        outcome = "applied" if moved else "duplicate"
+        if moved and delivery.category == "carrier_filtered":
+            pointer = start_fallback(clinic, delivery)
+
+    db.session.add(
+        ProviderEvent(
+            clinic_id=clinic.id,
+            provider=event.provider,
+            kind="status",
+            provider_message_id=event.provider_message_id,
+            delivery_id=delivery.id if delivery else None,
+            status=(event.provider_status or "")[:24],
+            error_code=(event.error_code or None),
+            outcome=outcome,
+            payload=json.dumps(event.payload, sort_keys=True),
+        )
+    )
+    log.info("Status event for delivery %s: %s (%s).", delivery.id if delivery else None, status, outcome)
+    return pointer
+
+
+def advance(delivery, status, error_code=None, provider_message_id=None):
+    """Move ``delivery`` to ``status`` if that is a step forward; return True when it moved."""
+    rank = STATUS_RANK[status]
+    now = utcnow()
+    values = {"status": status, "status_rank": rank, "updated_at": now}
+    category = None
+    if status in ("undelivered", "failed"):
+        category = classify(delivery.provider, error_code or "none").category
+        values.update(error_code=error_code, category=category)
+    if rank >= FINAL_RANK:
+        values["final_at"] = now
+    statement = (
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.status_rank < rank, Delivery.attempts == delivery.attempts)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = db.session.execute(statement).rowcount == 1
+    if provider_message_id and not delivery.provider_message_id:
+        _set_provider_id(delivery, provider_message_id)
+    db.session.refresh(delivery)
+    if moved and category == "clinic_setup":
+        log.error(
+            "Delivery %s failed with %s code %s: the clinic's sending setup needs fixing.",
+            delivery.id, delivery.provider, error_code,
+        )
+    return moved
+
+
+def _set_provider_id(delivery, provider_message_id):
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.provider_message_id.is_(None))
+        .values(provider_message_id=provider_message_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def start_fallback(clinic, delivery):
+    """Put the message in the Pet Portal as a chat notification and create the pointer SMS delivery.
+
+    Runs only for the SMS delivery of a clinic with fallback on. Returns the pointer delivery to
+    queue, or None.
+    """
+    if delivery.channel != "sms" or not clinic.fallback_enabled:
+        return None
+    db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.message_id == delivery.message_id,
+            Delivery.channel == "portal",
+            Delivery.chat_notification.is_(False),
+        )
+        .values(chat_notification=True, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    pointer = Delivery(message_id=delivery.message_id, channel="pointer", provider=delivery.provider)
+    try:
+        # A savepoint keeps the surrounding transaction usable if the pointer already exists.
+        with db.session.begin_nested():
+            db.session.add(pointer)
+    except IntegrityError:
+        log.info("Pointer for message %s already exists; nothing to add.", delivery.message_id)
+        return None
+    log.info("Fallback for message %s: portal copy marked, pointer delivery %s created.", delivery.message_id, pointer.id)
+    return pointer
+
+
+def _find_delivery(clinic, event):
+    delivery = None
+    if event.delivery_id is not None:
+        delivery = db.session.get(Delivery, event.delivery_id)
+    elif event.provider_message_id:
+        delivery = db.session.execute(
+            db.select(Delivery).where(
+                Delivery.provider == event.provider,
+                Delivery.provider_message_id == event.provider_message_id,
+            )
+        ).scalar_one_or_none()
+    if delivery is None or delivery.provider != event.provider:
+        return None
+    # An event for another clinic's delivery is treated as unknown, whatever it claims.
+    if db.session.get(Message, delivery.message_id).clinic_id != clinic.id:
+        return None
+    if (
+        event.provider_message_id
+        and delivery.provider_message_id
+        and delivery.provider_message_id != event.provider_message_id
+    ):
+        return None
+    return delivery

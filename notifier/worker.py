@@ -1,0 +1,52 @@
+"""The RQ worker: jobs run in the worker process, each inside its own app context."""
+
+import logging
+import threading
+
+from rq import SimpleWorker
+
+from notifier import queues
+
+log = logging.getLogger(__name__)
+
+
+class AppWorker(SimpleWorker):
+    """A worker that runs jobs without forking and gives each a fresh app context.
+
+    Skipping the fork per job keeps the send pipeline fast; the fresh app context gives each job
+    its own database session, removed when the job ends.
+    """
+
+    flask_app = None
+
+    def execute_job(self, job, queue):
+        with self.flask_app.app_context():
+            return super().execute_job(job, queue)
+
+
+def build_worker(app, queue_names=queues.QUEUE_ORDER):
+    """Return a worker for ``app`` that reads ``queue_names`` in priority order."""
+    with app.app_context():
+        connection = queues.connection()
+        worker = AppWorker([queues.queue(name) for name in queue_names], connection=connection)
+    worker.flask_app = app
+    return worker
+
+
+def start_reconciler(app, interval_seconds):
+    """Run the reconciler every ``interval_seconds`` on a daemon thread; return a stop event."""
+    from notifier.reconcile import requeue_stalled
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(interval_seconds):
+            with app.app_context():
+                try:
+                    requeue_stalled()
+                except Exception:
+                    # The loop must outlive one bad pass; the traceback goes to the log.
+                    log.exception("Reconciler pass failed; trying again in %s s.", interval_seconds)
+
+    threading.Thread(target=loop, name="reconciler", daemon=True).start()
+    return stop

@@ -1,0 +1,32 @@
+"""Pawpost web application: Pet Portal, staff admin, provider webhooks and the PIMS API."""
+
+from flask import Flask
+
+import config
+from portal.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(overrides=None):
+    """Build the app: configuration, extensions, blueprints, error pages and CLI commands."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(config.load(overrides))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    login_manager.init_app(app)
+    csrf.init_app(app)
+
+    from portal import admin, api, auth, commands, errors, ops, petportal, webhooks
+
+    auth.init_app(app)
+    for blueprint in (petportal.bp, admin.bp, webhooks.bp, api.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    errors.init_app(app)
+    commands.init_app(app)
+    return app
+
+
+def _migrations_dir():
+    import os
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

@@ -1,0 +1,123 @@
+"""Staff admin: sign-in, clients, conversations and the send form."""
+
+import logging
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from notifier.explain import staff_message
+from notifier.sending import InvalidMessage, find_or_create_client, send_message
+from portal.auth import safe_next, staff_required
+from portal.extensions import db
+from portal.forms import ConfirmForm, NewConversationForm, SendTextForm, StaffLoginForm
+from portal.models import Client, Message, StaffUser
+
+log = logging.getLogger(__name__)
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign a staff member in with email and password."""
+    form = StaffLoginForm()
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        user = db.session.execute(db.select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
+        if user is not None and user.check_password(form.password.data):
+            login_user(user, remember=form.remember.data)
+            log.info("Staff user %s signed in.", user.id)
+            return redirect(safe_next(request.args.get("next")) or url_for("admin.clients"))
+        flash("That email and password do not match an account. Check both and try again.", "error")
+    return render_template("admin/login.html", form=form)
+
+
+@bp.post("/logout")
+@staff_required
+def logout():
+    """Sign the staff member out."""
+    if ConfirmForm().validate_on_submit():
+        logout_user()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@staff_required
+def clients():
+    """List the clinic's clients, optionally filtered by name or number."""
+    query = request.args.get("q", "").strip()
+    statement = _scoped(db.select(Client)).order_by(Client.name, Client.id).limit(200)
+    if query:
+        pattern = f"%{query}%"
+        statement = statement.where(Client.name.ilike(pattern) | Client.mobile_number.like(pattern))
+    rows = db.session.execute(statement).scalars().all()
+    return render_template("admin/clients.html", clients=rows, query=query, form=NewConversationForm())
+
+
+@bp.post("/messages")
+@staff_required
+def new_conversation():
+    """Text a number, creating the client if the clinic has none with it."""
+    form = NewConversationForm()
+    if current_user.clinic is None:
+        abort(403)
+    if not form.validate_on_submit():
+        flash("Enter a mobile number and a message, then send again.", "error")
+        return redirect(url_for("admin.clients"))
+    try:
+        client = find_or_create_client(current_user.clinic, form.to.data)
+        send_message(client, form.body.data, source="admin", author=current_user)
+    except InvalidMessage as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.clients"))
+    return redirect(url_for("admin.conversation", client_id=client.id))
+
+
+@bp.get("/clients/<int:client_id>")
+@staff_required
+def conversation(client_id):
+    """Show the conversation with one client, each message with its delivery status."""
+    client = get_client_or_404(client_id)
+    messages = db.session.execute(
+        db.select(Message).where(Message.client_id == client.id).order_by(Message.created_at, Message.id)
+    ).scalars().all()
+    return render_template(
+        "admin/conversation.html",
+        client=client,
+        messages=messages,
+        form=SendTextForm(),
+        staff_message=staff_message,
+    )
+
+
+@bp.post("/clients/<int:client_id>/messages")
+@staff_required
+def send(client_id):
+    """Send a text to one client."""
+    client = get_client_or_404(client_id)
+    form = SendTextForm()
+    if form.validate_on_submit():
+        try:
+            send_message(client, form.body.data, source="admin", author=current_user)
+            flash("Message queued to send.", "success")
+        except InvalidMessage as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+    else:
+        flash("Write a message of at most 1600 characters, then send again.", "error")
+    return redirect(url_for("admin.conversation", client_id=client.id))
+
+
+def _scoped(statement):
+    # Operators see every clinic; staff only their own.
+    if current_user.is_operator:
+        return statement
+    return statement.where(Client.clinic_id == current_user.clinic_id)
+
+
+def get_client_or_404(client_id):
+    """Return the client if the signed-in staff member may see it, else 404."""
+    client = db.session.get(Client, client_id)
+    if client is None or (not current_user.is_operator and client.clinic_id != current_user.clinic_id):
+        abort(404)
+    return client

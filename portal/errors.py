@@ -1,0 +1,42 @@
+"""Error pages: plain sentences that say what happened and what to do next."""
+
+import logging
+
+from flask import jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request could not be understood. Go back, reload the page and try again.",
+    401: "Please sign in first: open the newest link your clinic texted or emailed you.",
+    403: "You do not have access to this page.",
+    404: "This page does not exist or you do not have access to it.",
+    405: "This page does not accept that kind of request.",
+    500: "Something went wrong on our side. Try again in a minute; if it keeps happening, contact support.",
+}
+
+
+def init_app(app):
+    for code in MESSAGES:
+        app.register_error_handler(code, _render)
+    app.register_error_handler(CSRFError, _csrf_failed)
+
+
+def _wants_json():
+    return request.path.startswith(("/api/", "/webhooks/", "/healthz"))
+
+
+def _render(exc):
+    code = getattr(exc, "code", 500) or 500
+    if code >= 500:
+        log.error("Unhandled error on %s %s.", request.method, request.path)
+    text = MESSAGES.get(code, MESSAGES[500])
+    if _wants_json():
+        return jsonify(error={"code": code, "message": text}), code
+    return render_template("error.html", code=code, text=text), code
+
+
+def _csrf_failed(exc):
+    text = "This form expired. Reload the page and press the button again."
+    return render_template("error.html", code=400, text=text), 400

@@ -1,0 +1,74 @@
+"""Pet parents (a clinic's clients) and their portal sign-in tokens."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.types import UTCDateTime, utcnow
+
+
+class Client(UserMixin, db.Model):
+    __tablename__ = "clients"
+    __table_args__ = (UniqueConstraint("clinic_id", "mobile_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    # E.164, normalised with the clinic's country as default.
+    mobile_number: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    clinic = relationship("Clinic")
+
+    def get_id(self):
+        return f"client:{self.id}"
+
+    @property
+    def display_name(self):
+        return self.name or "Client"
+
+
+class PortalToken(db.Model):
+    """A single-use, expiring link that signs one client in to the Pet Portal.
+
+    Only a SHA-256 hash of the token is stored, so a copy of the database cannot be used to
+    sign in.
+    """
+
+    __tablename__ = "portal_tokens"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    purpose: Mapped[str] = mapped_column(String(16))
+    expires_at = mapped_column(UTCDateTime)
+    used_at = mapped_column(UTCDateTime, nullable=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    client = relationship("Client")
+    message = relationship("Message")
+
+    @staticmethod
+    def hash(raw):
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, client_id, message_id, purpose, days):
+        """Create a token row and return ``(row, raw_token)``; the raw value goes only in the link."""
+        raw = secrets.token_urlsafe(24)
+        row = cls(
+            token_hash=cls.hash(raw),
+            client_id=client_id,
+            message_id=message_id,
+            purpose=purpose,
+            expires_at=utcnow() + timedelta(days=days),
+        )
+        return row, raw

@@ -1,0 +1,96 @@
+"""Clinics, their staff accounts and their API tokens."""
+
+import hashlib
+import secrets
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models.types import UTCDateTime, utcnow
+
+PROVIDERS = ("twilio", "bandwidth")
+
+
+class Clinic(db.Model):
+    __tablename__ = "clinics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    provider: Mapped[str] = mapped_column(String(16))
+    sender_number: Mapped[str] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2), default="US")
+    fallback_enabled: Mapped[bool] = mapped_column(default=False)
+    mms_enabled: Mapped[bool] = mapped_column(default=False)
+    # Twilio credentials: the auth token also signs Twilio's callbacks to us.
+    twilio_account_sid: Mapped[str | None] = mapped_column(String(64))
+    twilio_auth_token: Mapped[str | None] = mapped_column(String(128))
+    # Bandwidth credentials, and the basic-auth pair set on the clinic's messaging application
+    # for the callbacks Bandwidth sends us.
+    bandwidth_account_id: Mapped[str | None] = mapped_column(String(64))
+    bandwidth_username: Mapped[str | None] = mapped_column(String(128))
+    bandwidth_password: Mapped[str | None] = mapped_column(String(128))
+    bandwidth_application_id: Mapped[str | None] = mapped_column(String(64))
+    webhook_username: Mapped[str | None] = mapped_column(String(64))
+    webhook_password: Mapped[str | None] = mapped_column(String(128))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    staff = relationship("StaffUser", back_populates="clinic")
+
+    @staticmethod
+    def default_fallback(provider):
+        """Return the fallback policy a new clinic on ``provider`` starts with."""
+        return provider == "bandwidth"
+
+
+class StaffUser(UserMixin, db.Model):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    # Operators run Pawpost and see every clinic; clinic staff have a clinic_id.
+    is_operator: Mapped[bool] = mapped_column(default=False)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    clinic = relationship("Clinic", back_populates="staff")
+
+    def get_id(self):
+        return f"staff:{self.id}"
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+
+class ApiToken(db.Model):
+    """A bearer token a clinic's practice-management system uses; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at = mapped_column(UTCDateTime, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    clinic = relationship("Clinic")
+
+    @staticmethod
+    def hash(raw):
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, clinic, name, raw=None):
+        """Create a token for ``clinic`` and return ``(row, raw_token)``; the raw value is shown once."""
+        raw = raw or "pp_" + secrets.token_urlsafe(32)
+        return cls(clinic=clinic, name=name, token_hash=cls.hash(raw)), raw

@@ -1,0 +1,191 @@
+"""Provider webhooks: Twilio status and inbound callbacks, Bandwidth message events.
+
+Nothing in a request is trusted until it is authenticated against the clinic named in the
+URL: Twilio requests by their signature over our public URL, Bandwidth requests by the basic-auth
+pair set on the clinic's messaging application. Anything else gets 403 and changes nothing.
+"""
+
+import hmac
+import logging
+
+from bandwidth.models.inbound_callback import InboundCallback
+from bandwidth.models.status_callback import StatusCallback
+from flask import Blueprint, abort, current_app, request
+from pydantic import ValidationError
+from twilio.request_validator import RequestValidator
+
+from notifier import queues
+from notifier.inbound import store_inbound
+from notifier.status import StatusEvent, apply_event, parse_ref
+from portal.extensions import csrf, db
+from portal.models import Clinic
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)
+
+# Bandwidth batches events; a larger array is refused rather than processed half-way.
+MAX_BANDWIDTH_EVENTS = 100
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+@bp.post("/twilio/<int:clinic_id>/status")
+def twilio_status(clinic_id):
+    """Apply a Twilio message status callback."""
+    clinic = _twilio_clinic_or_403(clinic_id)
+    form = request.form
+    if not form.get("MessageSid") or not form.get("MessageStatus"):
+        abort(400, "MessageSid and MessageStatus are required.")
+
+    delivery_id, attempt = parse_ref(request.args.get("ref"))
+    event = StatusEvent(
+        provider="twilio",
+        provider_status=form["MessageStatus"],
+        provider_message_id=form["MessageSid"][:64],
+        error_code=(form.get("ErrorCode") or None),
+        delivery_id=delivery_id,
+        attempt=attempt,
+        payload=form.to_dict(flat=False),
+    )
+    pointer = apply_event(clinic, event)
+    db.session.commit()
+    if pointer is not None:
+        queues.enqueue_send(pointer)
+    return "", 200
+
+
+@bp.post("/twilio/<int:clinic_id>/inbound")
+def twilio_inbound(clinic_id):
+    """Store a text a client sent to a Twilio clinic's number; reply with empty TwiML."""
+    clinic = _twilio_clinic_or_403(clinic_id)
+    form = request.form
+    if not form.get("MessageSid") or not form.get("From"):
+        abort(400, "MessageSid and From are required.")
+
+    media = [form[f"MediaUrl{i}"] for i in range(_int(form.get("NumMedia"))) if form.get(f"MediaUrl{i}")]
+    store_inbound(
+        clinic, "twilio", form["MessageSid"][:64], form["From"], form.get("Body", ""), media,
+        form.to_dict(flat=False),
+    )
+    db.session.commit()
+    return EMPTY_TWIML, 200, {"Content-Type": "text/xml"}
+
+
+@bp.post("/bandwidth/<int:clinic_id>/messages")
+def bandwidth_messages(clinic_id):
+    """Apply every event of a Bandwidth callback array: status events and inbound messages."""
+    clinic = _bandwidth_clinic_or_403(clinic_id)
+    events = _bandwidth_events()
+
+    pointers = []
+    for raw, parsed in events:
+        if isinstance(parsed, InboundCallback):
+            _store_bandwidth_inbound(clinic, raw, parsed)
+            continue
+        pointer = apply_event(clinic, _bandwidth_status_event(raw, parsed))
+        if pointer is not None:
+            pointers.append(pointer)
+    db.session.commit()
+    for pointer in pointers:
+        queues.enqueue_send(pointer)
+    return "", 200
+
+
+def _twilio_clinic_or_403(clinic_id):
+    clinic = db.session.get(Clinic, clinic_id)
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if clinic is None or clinic.provider != "twilio" or not clinic.twilio_auth_token or not signature:
+        log.warning("Rejected Twilio webhook for clinic %s: unknown clinic or no signature.", clinic_id)
+        abort(403)
+    validator = RequestValidator(clinic.twilio_auth_token)
+    if not validator.validate(_public_url(), request.form, signature):
+        log.warning("Rejected Twilio webhook for clinic %s: signature does not match.", clinic_id)
+        abort(403)
+    if request.form.get("AccountSid") not in (None, clinic.twilio_account_sid):
+        log.warning("Rejected Twilio webhook for clinic %s: AccountSid belongs to another account.", clinic_id)
+        abort(403)
+    return clinic
+
+
+def _public_url():
+    # Twilio signs the URL it called, which is our public base URL, not the address a proxy used.
+    url = current_app.config["PAWPOST_BASE_URL"] + request.path
+    query = request.query_string.decode("latin-1")
+    return f"{url}?{query}" if query else url
+
+
+def _bandwidth_clinic_or_403(clinic_id):
+    clinic = db.session.get(Clinic, clinic_id)
+    auth = request.authorization
+    if (
+        clinic is None
+        or clinic.provider != "bandwidth"
+        or not clinic.webhook_username
+        or auth is None
+        or auth.type != "basic"
+        or not _same(auth.username, clinic.webhook_username)
+        or not _same(auth.password, clinic.webhook_password)
+    ):
+        log.warning("Rejected Bandwidth webhook for clinic %s: credentials missing or wrong.", clinic_id)
+        abort(403)
+    return clinic
+
+
+def _same(given, expected):
+    return hmac.compare_digest((given or "").encode(), (expected or "").encode())
+
+
+def _bandwidth_events():
+    """Parse and validate the whole array first, so a bad event stores nothing of the batch."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, list) or not body:
+        abort(400, "The body must be a non-empty JSON array of Bandwidth message events.")
+    if len(body) > MAX_BANDWIDTH_EVENTS:
+        abort(400, f"The array has {len(body)} events; the limit is {MAX_BANDWIDTH_EVENTS}.")
+    parsed = []
+    for index, raw in enumerate(body):
+        if not isinstance(raw, dict):
+            abort(400, f"Event {index} is not a JSON object.")
+        model = InboundCallback if raw.get("type") == "message-received" else StatusCallback
+        try:
+            parsed.append((raw, model.from_dict(raw)))
+        except (ValidationError, ValueError) as exc:
+            log.warning("Bandwidth event %s is invalid: %s error(s).", index, _error_count(exc))
+            abort(400, f"Event {index} is not a valid Bandwidth message event.")
+    return parsed
+
+
+def _error_count(exc):
+    return exc.error_count() if isinstance(exc, ValidationError) else 1
+
+
+def _bandwidth_status_event(raw, parsed):
+    delivery_id, attempt = parse_ref(parsed.message.tag)
+    return StatusEvent(
+        provider="bandwidth",
+        provider_status=raw.get("type"),
+        provider_message_id=parsed.message.id[:64],
+        error_code=str(parsed.error_code) if parsed.error_code is not None else None,
+        delivery_id=delivery_id,
+        attempt=attempt,
+        payload=raw,
+    )
+
+
+def _store_bandwidth_inbound(clinic, raw, parsed):
+    message = parsed.message
+    # Only messages coming in count; an outbound echo must never become a client reply.
+    if message.direction and str(getattr(message.direction, "value", message.direction)) != "in":
+        log.warning("Ignored Bandwidth message-received event with direction %s.", message.direction)
+        return
+    store_inbound(
+        clinic, "bandwidth", message.id[:64], message.var_from, message.text or "",
+        list(message.media or []), raw,
+    )
+
+
+def _int(value):
+    try:
+        return max(0, min(int(value or 0), 10))
+    except ValueError:
+        return 0

@@ -1,0 +1,112 @@
+"""Sandbox configuration: defaults, validation and reloading from a JSON file."""
+
+import json
+import logging
+import os
+import threading
+
+import flask
+
+logger = logging.getLogger("sandbox")
+
+DEFAULTS = {
+    "bandwidth_applications": {},
+    "callback_delay": 0.2,
+    "duplicate_callbacks": False,
+    "allowed_link_prefix": None,
+}
+APPLICATION_KEYS = ("callback_url", "username", "password")
+
+
+def validate_application(application_id: str, application: object) -> dict:
+    """Return one Bandwidth application entry with missing keys set to None."""
+    if not isinstance(application, dict):
+        raise ValueError(f"bandwidth_applications[{application_id!r}] must be an object.")
+    unknown = set(application) - set(APPLICATION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"bandwidth_applications[{application_id!r}] has unknown keys {sorted(unknown)}; "
+            f"use {list(APPLICATION_KEYS)}."
+        )
+    for key in APPLICATION_KEYS:
+        value = application.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"bandwidth_applications[{application_id!r}].{key} must be a string.")
+    return {key: application.get(key) for key in APPLICATION_KEYS}
+
+
+def validate_scalars(config: dict) -> None:
+    """Raise ValueError if callback_delay, duplicate_callbacks or allowed_link_prefix is invalid."""
+    delay = config["callback_delay"]
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ValueError(f"callback_delay={delay!r} is invalid; use a number of seconds >= 0.")
+    if not isinstance(config["duplicate_callbacks"], bool):
+        raise ValueError("duplicate_callbacks must be true or false.")
+    prefix = config["allowed_link_prefix"]
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise ValueError("allowed_link_prefix must be a non-empty string or null.")
+
+
+def normalize_config(raw: dict | None) -> dict:
+    """Return a complete config from the given keys and the defaults, or raise ValueError."""
+    raw = dict(raw or {})
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown sandbox config keys {sorted(unknown)}; use {sorted(DEFAULTS)}.")
+    config = {**DEFAULTS, **raw}
+    validate_scalars(config)
+    applications = config["bandwidth_applications"]
+    if not isinstance(applications, dict):
+        raise ValueError("bandwidth_applications must be an object keyed by application id.")
+    config["bandwidth_applications"] = {
+        app_id: validate_application(app_id, entry) for app_id, entry in applications.items()
+    }
+    return config
+
+
+class ConfigFileWatcher:
+    """Reload the sandbox config from a JSON file whenever the file's mtime changes."""
+
+    def __init__(self, path: str, state) -> None:
+        self.path = path
+        self.state = state
+        self.loaded_mtime: float | None = None
+        self.lock = threading.Lock()
+
+    def current_mtime(self) -> float | None:
+        """Return the file's mtime, or None while the file does not exist."""
+        try:
+            return os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def reload_if_changed(self) -> None:
+        """Apply the file's config if it changed since the last load; keep the old one if invalid."""
+        with self.lock:
+            mtime = self.current_mtime()
+            if mtime is None or mtime == self.loaded_mtime:
+                return
+            self.loaded_mtime = mtime
+            self.load()
+
+    def load(self) -> None:
+        """Read, validate and apply the file, logging instead of raising on errors."""
+        try:
+            with open(self.path, encoding="utf-8") as config_file:
+                config = normalize_config(json.load(config_file))
+        except (OSError, ValueError) as error:
+            # json.JSONDecodeError is a ValueError, so a half-written file lands here too.
+            logger.error("Sandbox config %s is invalid, keeping the previous config: %s", self.path, error)
+            return
+        self.state.set_config(config)
+        logger.info("Loaded sandbox config from %s", self.path)
+
+
+def watch_config_file(app: flask.Flask, path: str) -> ConfigFileWatcher:
+    """Load the config file now and again before each request whenever its mtime changes."""
+    watcher = ConfigFileWatcher(path, app.extensions["sandbox"])
+    watcher.reload_if_changed()
+    if watcher.loaded_mtime is None:
+        logger.warning("Sandbox config %s does not exist yet; using defaults until it does.", path)
+    app.before_request(watcher.reload_if_changed)
+    return watcher
