@@ -23,6 +23,18 @@ class AppWorker(SimpleWorker):
         with self.flask_app.app_context():
             return super().execute_job(job, queue)
 
+    def subscribe(self):
+        """Listen for RQ commands with a one-second poll instead of RQ's sixty.
+
+        redis-py 8 joins the listener thread on shutdown, so the poll interval is how long a
+        stopping worker waits.
+        """
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
 
 def build_worker(app, queue_names=queues.QUEUE_ORDER):
     """Return a worker for ``app`` that reads ``queue_names`` in priority order."""

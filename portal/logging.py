@@ -35,6 +35,8 @@ def configure_logging(level=None):
             "handlers": {
                 "stderr": {"class": "logging.StreamHandler", "formatter": "json" if as_json else "plain"},
             },
+            # The Twilio SDK logs each request at INFO; lookups put phone numbers in the URL.
+            "loggers": {"twilio.http_client": {"level": "WARNING"}},
             "root": {"level": level or os.environ.get("PAWPOST_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
         }
     )

@@ -1,7 +1,7 @@
 """Sandbox carrier: a local stand-in for the Twilio and Bandwidth messaging APIs.
 
 The official SDKs talk to it over HTTP, and it posts status callbacks back the way each
-provider does. Pawpost uses it only when configured to; see sandbox/README.md.
+provider does. Pawpost uses it only when configured to. See sandbox/README.md.
 """
 
 import flask
@@ -15,7 +15,7 @@ from sandbox.twilio_payloads import error_body as twilio_error_body
 
 
 def render_http_error(error: HTTPException):
-    """Answer routing errors under a provider's path in that provider's JSON error shape."""
+    """Render routing errors under a provider's path in that provider's JSON error shape."""
     path = flask.request.path
     if path.startswith("/2010-04-01/"):
         code = 20404 if error.code == 404 else error.code
@@ -27,7 +27,7 @@ def render_http_error(error: HTTPException):
 
 
 def create_app(config: dict | None = None) -> flask.Flask:
-    """Build the sandbox app; raise ValueError if the config is invalid."""
+    """Build the sandbox app, raising ValueError if the config is invalid."""
     app = flask.Flask(__name__)
     app.extensions["sandbox"] = SandboxState(normalize_config(config))
     app.register_blueprint(twilio_api.blueprint)

@@ -28,7 +28,7 @@ MAX_MEDIA_URL_CHARACTERS = 4096
 MAX_TAG_CHARACTERS = 1024
 MAX_RECIPIENTS = 10
 PRIORITIES = ("default", "high")
-# Search parameters matched exactly against the result field of the same name; others are ignored.
+# Search parameters matched exactly against the result field of the same name. Others are ignored.
 SEARCH_FILTERS = (
     "messageId",
     "sourceTn",
@@ -51,7 +51,7 @@ class BandwidthError(Exception):
 
 @blueprint.errorhandler(BandwidthError)
 def render_bandwidth_error(error: BandwidthError) -> tuple[flask.Response, int]:
-    """Answer with Bandwidth's JSON error body and HTTP status."""
+    """Return Bandwidth's JSON error body with the error's HTTP status."""
     return flask.jsonify(error.body), error.status
 
 
@@ -67,7 +67,7 @@ def request_json() -> dict:
     """Return the JSON object body, or raise 415 or 400."""
     request = flask.request
     if not request.is_json:
-        description = f"Content-Type {request.content_type!r} is not supported; send application/json."
+        description = f"Content-Type {request.content_type!r} is not supported. Send application/json."
         raise BandwidthError(415, error_body("unsupported-content-type", description))
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -82,7 +82,7 @@ def field_error(field_name: str, description: str) -> dict:
 
 def validation_error(field_errors: list[dict]) -> "BandwidthError":
     """Build a 400 request-validation error listing the invalid fields."""
-    description = "The request is invalid: " + "; ".join(error["description"] for error in field_errors)
+    description = "The request is invalid: " + " ".join(error["description"] for error in field_errors)
     return BandwidthError(400, error_body("request-validation", description, field_errors))
 
 
@@ -93,8 +93,8 @@ def check_application(body: dict) -> list[dict]:
         return [field_error("applicationId", "applicationId is required.")]
     if current_state().bandwidth_application(application_id) is None:
         description = (
-            f"applicationId {application_id!r} is not a configured application; "
-            "add it to bandwidth_applications in the sandbox config."
+            f"applicationId {application_id!r} is not configured. "
+            "Add it to bandwidth_applications in the sandbox config."
         )
         return [field_error("applicationId", description)]
     return []
@@ -110,12 +110,13 @@ def normalize_recipients(value: object) -> list[str] | None:
 
 
 def check_recipients(body: dict) -> list[dict]:
-    """Return errors unless `to` holds 1-10 E.164 numbers."""
+    """Return errors unless `to` contains 1-10 E.164 numbers."""
     recipients = normalize_recipients(body.get("to"))
     if not recipients:
         return [field_error("to", "to must be an E.164 number or a non-empty array of them.")]
     if len(recipients) > MAX_RECIPIENTS:
-        return [field_error("to", f"to has {len(recipients)} numbers; the maximum is {MAX_RECIPIENTS}.")]
+        description = f"to has {len(recipients)} numbers, more than the maximum of {MAX_RECIPIENTS}."
+        return [field_error("to", description)]
     if not all(E164_PATTERN.match(number) for number in recipients):
         return [field_error("to", "Every number in to must be in E.164 format.")]
     return []
@@ -149,7 +150,8 @@ def check_media(media: list) -> list[dict]:
         if not isinstance(url, str) or not URL_PATTERN.match(url):
             return [field_error("media", "Each media entry must be an absolute http(s) URL.")]
         if len(url) > MAX_MEDIA_URL_CHARACTERS:
-            return [field_error("media", f"A media URL is longer than {MAX_MEDIA_URL_CHARACTERS} characters.")]
+            description = f"A media URL is longer than {MAX_MEDIA_URL_CHARACTERS} characters."
+            return [field_error("media", description)]
     return []
 
 
@@ -178,7 +180,7 @@ def is_future_timestamp(value: object) -> bool:
 
 
 def parse_create_body(body: dict) -> dict:
-    """Validate the create body and return its fields; raise a 400 request-validation error."""
+    """Validate the create body and return its fields, or raise a 400 request-validation error."""
     errors = []
     for check in (check_application, check_recipients, check_sender, check_content, check_options):
         errors.extend(check(body))
@@ -203,7 +205,7 @@ def new_message_id() -> str:
 
 
 def new_delivery(message_id: str, account_id: str, fields: dict, recipient: str) -> Delivery:
-    """Build the queued delivery of one recipient; the outcome is set by the caller."""
+    """Build the queued delivery of one recipient, leaving the outcome for the caller to set."""
     now = utc_now()
     # Bandwidth reports an MMS as one segment whatever the text length.
     segment_count = 1 if fields["media"] else segments.count_segments(fields["text"])
@@ -251,7 +253,7 @@ def schedule_recipient(message_id: str, account_id: str, fields: dict, recipient
 
 @blueprint.post("/users/<account_id>/messages")
 def create_message(account_id: str) -> tuple[flask.Response, int]:
-    """Accept a message, schedule each recipient's callbacks and answer 202 with the Message."""
+    """Accept a message, schedule each recipient's callbacks and return 202 with the Message."""
     authenticate()
     fields = parse_create_body(request_json())
     message_id = new_message_id()

@@ -11,7 +11,7 @@ CALLBACK_HEADERS = {
 
 
 def error_body(error_type: str, description: str, field_errors: list[dict] | None = None) -> dict:
-    """Build Bandwidth's error body; fieldErrors appears only on request-validation errors."""
+    """Build Bandwidth's error body, with fieldErrors only for request-validation errors."""
     body = {"type": error_type, "description": description}
     if field_errors is not None:
         body["fieldErrors"] = field_errors
@@ -67,7 +67,7 @@ def list_item(delivery: Delivery) -> dict:
 
 
 def event(delivery: Delivery, event_type: str, description: str, error_code: int | None) -> dict:
-    """Build one status callback event; Bandwidth sends the text blank because it keeps no copy."""
+    """Build one status callback event, with the text blank because Bandwidth keeps no copy."""
     body = {
         "type": event_type,
         # NOTE: the time is taken when the steps are built at create time, so it precedes

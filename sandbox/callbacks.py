@@ -57,7 +57,9 @@ def is_loopback_url(url: str) -> bool:
 
 
 def post_once(session: requests.Session, callback: Callback) -> int:
-    """Post the callback once and return the HTTP status; raise requests.RequestException."""
+    """Post the callback once and return the HTTP status, or raise requests.RequestException."""
+    # Redirects are not followed, so a callback cannot be led off the loopback host.
+    # A 3xx response counts as a failed try.
     response = session.post(
         callback.url,
         data=callback.form,
@@ -70,34 +72,32 @@ def post_once(session: requests.Session, callback: Callback) -> int:
     return response.status_code
 
 
+def try_post(session: requests.Session, callback: Callback) -> dict:
+    """Post the callback once and return {"http_status": …}, or {"error": …} if no response came."""
+    try:
+        return {"http_status": post_once(session, callback)}
+    except requests.RequestException as error:
+        return {"error": type(error).__name__}
+
+
 def post_with_retries(callback: Callback, message_id: str) -> dict:
     """Post the callback until a 2xx or MAX_ATTEMPTS tries, and return a record of the result."""
-    record = {"event": callback.event, "time": iso_utc(utc_now()), "attempts": 0}
+    started = iso_utc(utc_now())
     with requests.Session() as session:
         # Ignore proxy variables so a callback can only go to the loopback URL it names.
         session.trust_env = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            record["attempts"] = attempt
-            try:
-                record["http_status"] = post_once(session, callback)
-                record.pop("error", None)
-            except requests.RequestException as error:
-                record["error"] = type(error).__name__
-                record.pop("http_status", None)
+            result = try_post(session, callback)
+            record = {"event": callback.event, "time": started, "attempts": attempt, **result}
             if 200 <= record.get("http_status", 0) < 300:
-                record["delivered"] = True
-                return record
+                return {**record, "delivered": True}
             log_failed_attempt(record, message_id)
             if attempt < MAX_ATTEMPTS:
                 time.sleep(FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    record["delivered"] = False
     logger.error(
-        "Gave up on callback %s for message %s after %d attempts",
-        callback.event,
-        message_id,
-        MAX_ATTEMPTS,
+        "Gave up on callback %s for message %s after %d attempts", callback.event, message_id, MAX_ATTEMPTS
     )
-    return record
+    return {**record, "delivered": False}
 
 
 def log_failed_attempt(record: dict, message_id: str) -> None:
@@ -120,7 +120,8 @@ def send_callback(state: SandboxState, delivery: Delivery, callback: Callback, g
             callback.event,
             delivery.id,
         )
-        state.record_callback(delivery, {"event": callback.event, "skipped": "not a loopback URL"}, generation)
+        skipped = {"event": callback.event, "skipped": "not a loopback URL"}
+        state.record_callback(delivery, skipped, generation)
         return
     copies = 2 if state.config_value("duplicate_callbacks") else 1
     for _ in range(copies):

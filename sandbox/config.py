@@ -25,8 +25,8 @@ def validate_application(application_id: str, application: object) -> dict:
     unknown = set(application) - set(APPLICATION_KEYS)
     if unknown:
         raise ValueError(
-            f"bandwidth_applications[{application_id!r}] has unknown keys {sorted(unknown)}; "
-            f"use {list(APPLICATION_KEYS)}."
+            f"bandwidth_applications[{application_id!r}] has unknown keys {sorted(unknown)}. "
+            f"Use {list(APPLICATION_KEYS)}."
         )
     for key in APPLICATION_KEYS:
         value = application.get(key)
@@ -39,7 +39,7 @@ def validate_scalars(config: dict) -> None:
     """Raise ValueError if callback_delay, duplicate_callbacks or allowed_link_prefix is invalid."""
     delay = config["callback_delay"]
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise ValueError(f"callback_delay={delay!r} is invalid; use a number of seconds >= 0.")
+        raise ValueError(f"callback_delay={delay!r} is invalid. Use a number of seconds >= 0.")
     if not isinstance(config["duplicate_callbacks"], bool):
         raise ValueError("duplicate_callbacks must be true or false.")
     prefix = config["allowed_link_prefix"]
@@ -52,7 +52,7 @@ def normalize_config(raw: dict | None) -> dict:
     raw = dict(raw or {})
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
-        raise ValueError(f"Unknown sandbox config keys {sorted(unknown)}; use {sorted(DEFAULTS)}.")
+        raise ValueError(f"Unknown sandbox config keys {sorted(unknown)}. Use {sorted(DEFAULTS)}.")
     config = {**DEFAULTS, **raw}
     validate_scalars(config)
     applications = config["bandwidth_applications"]
@@ -71,6 +71,8 @@ class ConfigFileWatcher:
         self.path = path
         self.state = state
         self.loaded_mtime: float | None = None
+        # mtime of the last invalid read, so an invalid file is logged once, not on every request.
+        self.failed_mtime: float | None = None
         self.lock = threading.Lock()
 
     def current_mtime(self) -> float | None:
@@ -81,32 +83,38 @@ class ConfigFileWatcher:
             return None
 
     def reload_if_changed(self) -> None:
-        """Apply the file's config if it changed since the last load; keep the old one if invalid."""
+        """Apply the file's config unless it is unchanged since the last successful load."""
         with self.lock:
             mtime = self.current_mtime()
             if mtime is None or mtime == self.loaded_mtime:
                 return
-            self.loaded_mtime = mtime
-            self.load()
+            # An invalid read is retried on the next request, because a writer may still be
+            # filling the file within the same mtime tick.
+            if self.load(log_errors=mtime != self.failed_mtime):
+                self.loaded_mtime = mtime
+            else:
+                self.failed_mtime = mtime
 
-    def load(self) -> None:
-        """Read, validate and apply the file, logging instead of raising on errors."""
+    def load(self, log_errors: bool) -> bool:
+        """Read, validate and apply the file, and return whether it was valid."""
         try:
             with open(self.path, encoding="utf-8") as config_file:
                 config = normalize_config(json.load(config_file))
         except (OSError, ValueError) as error:
             # json.JSONDecodeError is a ValueError, so a half-written file lands here too.
-            logger.error("Sandbox config %s is invalid, keeping the previous config: %s", self.path, error)
-            return
+            if log_errors:
+                logger.error("Sandbox config %s is invalid, keeping the previous config: %s", self.path, error)
+            return False
         self.state.set_config(config)
         logger.info("Loaded sandbox config from %s", self.path)
+        return True
 
 
 def watch_config_file(app: flask.Flask, path: str) -> ConfigFileWatcher:
     """Load the config file now and again before each request whenever its mtime changes."""
     watcher = ConfigFileWatcher(path, app.extensions["sandbox"])
     watcher.reload_if_changed()
-    if watcher.loaded_mtime is None:
-        logger.warning("Sandbox config %s does not exist yet; using defaults until it does.", path)
+    if watcher.current_mtime() is None:
+        logger.warning("Sandbox config %s does not exist yet, so defaults apply until it does.", path)
     app.before_request(watcher.reload_if_changed)
     return watcher

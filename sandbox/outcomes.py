@@ -19,7 +19,7 @@ class Outcome:
     twilio_statuses: tuple[str, ...]
     twilio_error_code: int | None = None
     twilio_error_message: str | None = None
-    # Synchronous HTTP 400 code for the Twilio create call; the message is not stored.
+    # Synchronous HTTP 400 code for the Twilio create call, which then stores no message.
     twilio_reject_code: int | None = None
     # None means Bandwidth posts message-delivered.
     bandwidth_error_code: int | None = None

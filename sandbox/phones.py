@@ -1,4 +1,4 @@
-"""What each phone received, as JSON and as HTML, plus the sandbox's own inspection endpoints."""
+"""Phone inboxes as JSON and HTML pages, and the sandbox's inspection endpoints."""
 
 import dataclasses
 import re

@@ -40,7 +40,8 @@ class Delivery:
     delivered_to_phone: datetime | None = None
     error_code: int | None = None
     error_message: str | None = None
-    # Provider-specific request fields (Twilio StatusCallback; Bandwidth applicationId, tag, …).
+    # Provider-specific request fields: status_callback (Twilio), or application_id, recipients,
+    # tag, priority and expiration (Bandwidth).
     details: dict = dataclasses.field(default_factory=dict)
     callbacks: list[dict] = dataclasses.field(default_factory=list)
     callbacks_finished: bool = False
@@ -52,6 +53,7 @@ class SandboxState:
     def __init__(self, config: dict) -> None:
         self.lock = threading.RLock()
         self.config = config
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
@@ -62,7 +64,7 @@ class SandboxState:
             self.request_count = 0
             self.attempts_by_number: collections.Counter = collections.Counter()
             # Callback threads compare this before each step and stop once it has moved on.
-            self.generation = getattr(self, "generation", 0) + 1
+            self.generation += 1
 
     def set_config(self, config: dict) -> None:
         """Replace the config used by later requests and callbacks."""
@@ -99,9 +101,10 @@ class SandboxState:
             return self.attempts_by_number[number]
 
     def add_delivery(self, delivery: Delivery) -> int:
-        """Store a new delivery and return the generation its callbacks belong to."""
+        """Store a copy of a new delivery and return the generation its callbacks belong to."""
         with self.lock:
-            self.deliveries.append(delivery)
+            # A copy, so the caller can render the queued state while callback threads move on.
+            self.deliveries.append(copy.deepcopy(delivery))
             return self.generation
 
     def find_deliveries(self, provider: str, account_id: str, message_id: str) -> list[Delivery]:
@@ -124,7 +127,7 @@ class SandboxState:
             ]
 
     def apply_step(self, delivery: Delivery, step, generation: int) -> bool:
-        """Apply a status step to the stored delivery; return False if a reset orphaned it."""
+        """Apply a status step to the stored delivery, or return False if a reset orphaned it."""
         with self.lock:
             if generation != self.generation:
                 return False

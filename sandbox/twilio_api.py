@@ -17,12 +17,13 @@ logger = logging.getLogger("sandbox")
 blueprint = log_requests_of(flask.Blueprint("twilio", __name__, url_prefix="/2010-04-01"))
 
 E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
+URL_PATTERN = re.compile(r"^https?://[^\s/]+")
 MAX_BODY_CHARACTERS = 1600
 MAX_MEDIA_URLS = 10
 
 
 class TwilioError(Exception):
-    """A request that Twilio would answer with an error code."""
+    """A request that Twilio would reject with an error code."""
 
     def __init__(self, code: int, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -33,7 +34,7 @@ class TwilioError(Exception):
 
 @blueprint.errorhandler(TwilioError)
 def render_twilio_error(error: TwilioError) -> tuple[flask.Response, int]:
-    """Answer with Twilio's JSON error body and HTTP status."""
+    """Return Twilio's JSON error body with the error's HTTP status."""
     return flask.jsonify(error_body(error.code, error.message, error.status)), error.status
 
 
@@ -60,22 +61,23 @@ def validate_content(body: str, media_urls: list[str]) -> None:
     if not body and not media_urls:
         raise TwilioError(21602, "Message body is required.")
     if len(body) > MAX_BODY_CHARACTERS:
-        raise TwilioError(21617, f"The concatenated message body exceeds the {MAX_BODY_CHARACTERS} character limit.")
+        message = f"The message body exceeds the {MAX_BODY_CHARACTERS} character limit."
+        raise TwilioError(21617, message)
     if len(media_urls) > MAX_MEDIA_URLS:
         raise TwilioError(21623, f"Number of media files exceeds the maximum of {MAX_MEDIA_URLS}.")
     for url in media_urls:
-        if not re.match(r"^https?://[^\s/]+", url):
+        if not URL_PATTERN.match(url):
             raise TwilioError(21620, f"Invalid media URL {url!r}: use an absolute http(s) URL.")
 
 
 def validate_status_callback(url: str | None) -> None:
     """Raise 21609 unless the StatusCallback is absent or an absolute http(s) URL."""
-    if url and not re.match(r"^https?://[^\s/]+", url):
+    if url and not URL_PATTERN.match(url):
         raise TwilioError(21609, f"Invalid StatusCallback URL {url!r}: use an absolute http(s) URL.")
 
 
 def parse_create_form(form) -> dict:
-    """Validate the create form and return its fields; raise TwilioError on invalid input."""
+    """Validate the create form and return its fields, or raise TwilioError on invalid input."""
     fields = {
         "to": validate_number(form.get("To"), "To", 21604, 21211),
         "from_": validate_number(form.get("From"), "From", 21603, 21212),
@@ -125,7 +127,7 @@ def new_delivery(account_sid: str, fields: dict, outcome: outcomes.Outcome) -> D
 
 @blueprint.post("/Accounts/<account_sid>/Messages.json")
 def create_message(account_sid: str) -> tuple[flask.Response, int]:
-    """Accept a message, schedule its status steps and answer 201 with the Message resource."""
+    """Accept a message, schedule its status steps and return 201 with the Message resource."""
     auth_token = authenticate(account_sid)
     fields = parse_create_form(flask.request.form)
     outcome = resolve_outcome(fields)
@@ -139,7 +141,7 @@ def create_message(account_sid: str) -> tuple[flask.Response, int]:
 
 @blueprint.get("/Accounts/<account_sid>/Messages/<message_sid>.json")
 def fetch_message(account_sid: str, message_sid: str) -> flask.Response:
-    """Answer with the message's current state, or 404 with code 20404."""
+    """Return the message's current state, or 404 with code 20404."""
     authenticate(account_sid)
     found = current_state().find_deliveries("twilio", account_sid, message_sid)
     if not found:

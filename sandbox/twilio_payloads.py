@@ -106,7 +106,7 @@ def status_step(delivery: Delivery, status: str, outcome: Outcome, is_last: bool
 
 
 def delivery_steps(delivery: Delivery, outcome: Outcome, auth_token: str) -> list[Step]:
-    """Build the status steps of a Twilio message; no callback is sent for the initial queued."""
+    """Build the status steps of a Twilio message, which sends no callback for the initial queued."""
     statuses = outcome.twilio_statuses
     return [
         status_step(delivery, status, outcome, index == len(statuses) - 1, auth_token)

@@ -1,7 +1,7 @@
 """Twilio adapter on the official ``twilio`` SDK."""
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -29,6 +29,9 @@ class TwilioProvider:
             message = self.client.messages.create(**params)
         except TwilioRestException as exc:
             raise ProviderError(exc.code or f"http-{exc.status}", exc.status, exc.msg) from exc
+        except TwilioException as exc:
+            # Replies in the RFC 9457 shape raise TwilioServiceException, not TwilioRestException.
+            raise _service_error(exc) from exc
         except requests.RequestException as exc:
             raise ProviderUnreachable(type(exc).__name__) from exc
         return SendResult(message.sid, message.status)
@@ -43,3 +46,9 @@ class TwilioProvider:
             raise ProviderUnreachable(type(exc).__name__) from exc
         code = str(message.error_code) if message.error_code else None
         return message.status, code
+
+
+def _service_error(exc):
+    status = getattr(exc, "status", None)
+    code = getattr(exc, "code", None) or (f"http-{status}" if status else "http-unknown")
+    return ProviderError(code, status, str(getattr(exc, "detail", "")))

@@ -49,6 +49,7 @@ class Message(db.Model):
 
     client = relationship("Client")
     clinic = relationship("Clinic")
+    author = relationship("StaffUser")
     deliveries = relationship("Delivery", back_populates="message", order_by="Delivery.id")
 
     def delivery(self, channel):
