@@ -93,11 +93,21 @@ def load(overrides=None):
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
     }
+    settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
     secure = settings["PAWPOST_BASE_URL"].startswith("https://")
     settings["SESSION_COOKIE_SECURE"] = secure
     settings["REMEMBER_COOKIE_SECURE"] = secure
     settings.update(overrides)
+    if "SQLALCHEMY_DATABASE_URI" in overrides and "SQLALCHEMY_ENGINE_OPTIONS" not in overrides:
+        settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
     return settings
+
+
+def _engine_options(url):
+    if url.startswith("sqlite"):
+        # The web server and the worker write to one SQLite file; wait for the lock, don't fail.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
 
 
 def _database_url(environment):
