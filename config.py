@@ -20,15 +20,6 @@ def _env(name, default=None):
     return os.environ.get(PREFIX + name, default)
 
 
-def _require(name, environment, development_default):
-    value = _env(name)
-    if value:
-        return value
-    if environment == "production":
-        raise ConfigError(f"{PREFIX}{name} is not set. Set it in the environment before starting.")
-    return development_default
-
-
 def _int(name, default):
     raw = _env(name)
     if raw is None:
@@ -50,8 +41,60 @@ def _bool(name, default):
     raise ConfigError(f"{PREFIX}{name}={raw!r} is not a boolean. Use true or false.")
 
 
-def _base_url(environment):
-    url = _require("BASE_URL", environment, "http://127.0.0.1:5000").rstrip("/")
+# Settings every environment but development must set; development falls back to these values.
+REQUIRED = {
+    "SECRET_KEY": (PREFIX + "SECRET_KEY", "development-only-secret-key"),
+    "SQLALCHEMY_DATABASE_URI": ("DATABASE_URL", "sqlite:///" + os.path.abspath(os.path.join("instance", "pawpost.db"))),
+    "REDIS_URL": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "PAWPOST_BASE_URL": (PREFIX + "BASE_URL", "http://127.0.0.1:5000"),
+}
+
+
+def load(overrides=None):
+    """Build the Flask configuration mapping from the environment plus optional overrides."""
+    overrides = overrides or {}
+    environment = overrides.get("PAWPOST_ENV") or _env("ENV", "development")
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"{PREFIX}ENV={environment!r} is invalid. Use one of {', '.join(ENVIRONMENTS)}.")
+
+    settings = {
+        "PAWPOST_ENV": environment,
+        "SECRET_KEY": _env("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL"),
+        "REDIS_URL": os.environ.get("REDIS_URL"),
+        "PAWPOST_BASE_URL": _env("BASE_URL"),
+        # When set, both provider SDKs send to this local stand-in instead of the real APIs.
+        "PAWPOST_SANDBOX_URL": _env("SANDBOX_URL"),
+        "PAWPOST_PORTAL_TOKEN_DAYS": _int("PORTAL_TOKEN_DAYS", 7),
+        "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
+        "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
+        "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
+        "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    settings.update(overrides)
+    for key, (variable, development_default) in REQUIRED.items():
+        if settings.get(key):
+            continue
+        if environment != "development":
+            raise ConfigError(f"{variable} is not set. Set it in the environment before starting ({environment}).")
+        settings[key] = development_default
+
+    settings["PAWPOST_BASE_URL"] = _check_base_url(settings["PAWPOST_BASE_URL"])
+    settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
+    settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
+    secure = settings["PAWPOST_BASE_URL"].startswith("https://")
+    settings.setdefault("SESSION_COOKIE_SECURE", secure)
+    settings.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    return settings
+
+
+def _check_base_url(url):
+    url = url.rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
@@ -67,40 +110,12 @@ def _base_url(environment):
     return url
 
 
-def load(overrides=None):
-    """Build the Flask configuration mapping from the environment plus optional overrides."""
-    overrides = overrides or {}
-    environment = overrides.get("PAWPOST_ENV") or _env("ENV", "development")
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(f"{PREFIX}ENV={environment!r} is invalid. Use one of {', '.join(ENVIRONMENTS)}.")
-
-    settings = {
-        "PAWPOST_ENV": environment,
-        "SECRET_KEY": _require("SECRET_KEY", environment, "development-only-secret-key"),
-        "SQLALCHEMY_DATABASE_URI": _database_url(environment),
-        "REDIS_URL": os.environ.get("REDIS_URL") or _require("REDIS_URL", environment, "redis://127.0.0.1:6379/0"),
-        "PAWPOST_BASE_URL": _base_url(environment),
-        # When set, both provider SDKs send to this local stand-in instead of the real APIs.
-        "PAWPOST_SANDBOX_URL": _env("SANDBOX_URL"),
-        "PAWPOST_PORTAL_TOKEN_DAYS": _int("PORTAL_TOKEN_DAYS", 7),
-        "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
-        "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
-        "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
-        "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_HTTPONLY": True,
-        "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "WTF_CSRF_TIME_LIMIT": None,
-    }
-    settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
-    secure = settings["PAWPOST_BASE_URL"].startswith("https://")
-    settings["SESSION_COOKIE_SECURE"] = secure
-    settings["REMEMBER_COOKIE_SECURE"] = secure
-    settings.update(overrides)
-    if "SQLALCHEMY_DATABASE_URI" in overrides and "SQLALCHEMY_ENGINE_OPTIONS" not in overrides:
-        settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
-    return settings
+def _with_driver(url):
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy needs the driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def _engine_options(url):
@@ -108,16 +123,3 @@ def _engine_options(url):
         # The web server and the worker write to one SQLite file; wait for the lock, don't fail.
         return {"connect_args": {"timeout": 30}}
     return {"pool_pre_ping": True}
-
-
-def _database_url(environment):
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        if environment == "production":
-            raise ConfigError("DATABASE_URL is not set. Set it to a postgresql:// URL before starting.")
-        return "sqlite:///" + os.path.abspath(os.path.join("instance", "pawpost.db"))
-    # Hosting platforms hand out postgres:// URLs; SQLAlchemy needs the driver named.
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url

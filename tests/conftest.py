@@ -112,11 +112,10 @@ def live(redis_url, database_url):
     web = ServerThread(dispatcher)
     carrier_app = sandbox.create_app({"callback_delay": 0.02})
     carrier = ServerThread(carrier_app)
-    if database_url.startswith("postgres"):
-        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
     app = create_app(
         {
             "PAWPOST_ENV": "test",
+            "SECRET_KEY": "test-secret-key",
             "SQLALCHEMY_DATABASE_URI": database_url,
             "REDIS_URL": redis_url,
             "PAWPOST_BASE_URL": web.url,
@@ -259,6 +258,7 @@ def start_worker_process(app):
     env.update(
         FLASK_APP="wsgi",
         PAWPOST_ENV="test",
+        PAWPOST_SECRET_KEY=app.config["SECRET_KEY"],
         DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
         REDIS_URL=app.config["REDIS_URL"],
         PAWPOST_BASE_URL=app.config["PAWPOST_BASE_URL"],
