@@ -67,6 +67,15 @@ def load(overrides=None):
         "PAWPOST_SANDBOX_URL": _env("SANDBOX_URL"),
         "PAWPOST_PORTAL_TOKEN_DAYS": _int("PORTAL_TOKEN_DAYS", 7),
         "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
+        "PAWPOST_SMS_MAX_ATTEMPTS": _int("SMS_MAX_ATTEMPTS", 4),
+        "PAWPOST_RETRY_BASE_SECONDS": _int("RETRY_BASE_SECONDS", 30),
+        "PAWPOST_RETRY_MAX_SECONDS": _int("RETRY_MAX_SECONDS", 900),
+        # Neither a retry nor the provider's own queue may deliver a text later than this.
+        "PAWPOST_SMS_VALIDITY_SECONDS": _int("SMS_VALIDITY_SECONDS", 4 * 3600),
+        # A send still unconfirmed this long after its claim is checked at the provider.
+        "PAWPOST_STUCK_SENDING_SECONDS": _int("STUCK_SENDING_SECONDS", 120),
+        # A text with no delivery receipt this long after the provider took it is looked up.
+        "PAWPOST_RECEIPT_TIMEOUT_SECONDS": _int("RECEIPT_TIMEOUT_SECONDS", 3600),
         "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
         "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
         "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),

@@ -24,13 +24,37 @@ def staff_message(delivery):
         return _portal_message(delivery)
     if delivery.channel == "pointer":
         return _pointer_message(delivery)
+    if delivery.status == "queued" and delivery.attempts and delivery.category:
+        return retrying_text(delivery)
     if delivery.status not in ("undelivered", "failed", "suppressed"):
         return IN_PROGRESS.get(delivery.status, delivery.status)
+    if delivery.status == "suppressed":
+        return "Not sent by text: " + failure_text(delivery.category, None)
     if delivery.category == "carrier_filtered":
         pointer = delivery.message.delivery("pointer")
         if pointer is not None:
             return BOTH_BLOCKED if pointer.status in ("undelivered", "failed") else FALLBACK_SENT
+    if delivery.category == "temporary" and delivery.attempts > 1:
+        return (
+            f"A transient issue stopped the text, and all {delivery.attempts} attempts failed. "
+            "Retries are exhausted; if you see a pattern, escalate to support."
+        )
+    if delivery.category == "temporary":
+        return "A transient issue stopped the text, and it can't be retried before it expires. " + _action("temporary")
     return failure_text(delivery.category, delivery.error_code)
+
+
+def retrying_text(delivery):
+    """Return the sentence for a delivery waiting for its next attempt."""
+    attempt = f"attempt {delivery.attempts + 1} of {delivery.max_attempts}"
+    if delivery.category == "temporary":
+        return f"A transient issue; retrying automatically ({attempt}). If you see a pattern, escalate to support."
+    reason = categories()[delivery.category]["reason"].format(code=delivery.error_code or "none")
+    return f"{reason} Retrying once automatically ({attempt})."
+
+
+def _action(category):
+    return categories()[category]["action"]
 
 
 def failure_text(category, code):

@@ -1,11 +1,12 @@
 """RQ jobs. Each takes ids, reloads its rows and is safe to run twice."""
 
 import logging
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import providers, queues, status
+from notifier import metrics, policy, providers, queues, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
@@ -23,30 +24,31 @@ def send_text(delivery_id):
     delivery = db.session.get(Delivery, delivery_id)
     message = delivery.message
     clinic = message.clinic
-    text = OutboundText(
-        to=message.client.mobile_number,
-        sender=clinic.sender_number,
-        body=_body_for(delivery),
-        status_callback=_twilio_callback_url(clinic, delivery) if clinic.provider == "twilio" else None,
-        tag=status.format_ref(delivery.id, delivery.attempts),
-    )
-    db.session.commit()
+    reason = None if message.source == "keyword" else policy.suppression_reason(clinic, message.client.mobile_number)
+    if reason is not None:
+        # No provider call: the portal copy and other channels carry the message.
+        status.advance(delivery, "suppressed", category=reason)
+        db.session.commit()
+        metrics.SUPPRESSED.labels(reason).inc()
+        log.info("Delivery %s suppressed before sending: %s.", delivery.id, reason)
+        return "suppressed"
 
-    adapter = providers.for_clinic(
-        clinic,
-        sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
-        timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
-    )
+    text = _outbound_text(clinic, delivery)
+    if text.expires_at <= utcnow():
+        # Past its validity a reminder may be wrong or misleading, so it is not sent late.
+        status.advance(delivery, "failed", "expired", category="temporary")
+        db.session.commit()
+        log.info("Delivery %s expired before it could be sent.", delivery.id)
+        return "expired"
+    db.session.commit()
     try:
-        result = adapter.send(text)
+        result = _adapter(clinic).send(text)
     except ProviderError as exc:
         return _record_rejection(clinic, delivery, exc)
     except ProviderUnreachable as exc:
-        # The provider may have taken the message, so it is not sent again blindly.
-        log.warning("Provider did not answer for delivery %s (%s).", delivery.id, exc)
-        status.advance(delivery, "unknown")
-        db.session.commit()
-        return "unknown"
+        # The provider may have the message, so the reconciler looks it up before any resend.
+        log.warning("Provider did not answer for delivery %s (%s); left for the reconciler.", delivery.id, exc)
+        return "unconfirmed"
 
     status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)
     db.session.commit()
@@ -68,6 +70,7 @@ def claim(delivery_id):
             status_rank=STATUS_RANK["sending"],
             attempts=Delivery.attempts + 1,
             claimed_at=utcnow(),
+            next_attempt_at=None,
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -75,6 +78,27 @@ def claim(delivery_id):
     claimed = db.session.execute(statement).rowcount == 1
     db.session.commit()
     return claimed
+
+
+def _adapter(clinic):
+    return providers.for_clinic(
+        clinic,
+        sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
+        timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
+    )
+
+
+def _outbound_text(clinic, delivery):
+    message = delivery.message
+    validity = timedelta(seconds=current_app.config["PAWPOST_SMS_VALIDITY_SECONDS"])
+    return OutboundText(
+        to=message.client.mobile_number,
+        sender=clinic.sender_number,
+        body=_body_for(delivery),
+        status_callback=_twilio_callback_url(clinic, delivery) if clinic.provider == "twilio" else None,
+        tag=status.format_ref(delivery.id, delivery.attempts),
+        expires_at=message.created_at + validity,
+    )
 
 
 def _body_for(delivery):
@@ -101,10 +125,7 @@ def _twilio_callback_url(clinic, delivery):
 def _record_rejection(clinic, delivery, exc):
     log.warning("Provider rejected delivery %s with code %s.", delivery.id, exc.code)
     status.advance(delivery, "failed", exc.code)
-    pointer = None
-    if delivery.category == "carrier_filtered":
-        pointer = status.start_fallback(clinic, delivery)
+    followups = status.settle(clinic, delivery)
     db.session.commit()
-    if pointer is not None:
-        queues.enqueue_send(pointer)
+    queues.enqueue_followups(followups)
     return "failed"

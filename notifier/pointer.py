@@ -12,7 +12,8 @@ def pointer_text(clinic_name, url):
     The clinic's name is reduced to GSM-7 characters and shortened if the whole text would not
     fit 160 septets.
     """
-    clinic = " ".join(to_gsm7(clinic_name).split()) or "Your clinic"
+    # Whitespace is collapsed before the GSM-7 reduction, which would drop a tab between words.
+    clinic = " ".join(to_gsm7(" ".join(clinic_name.split())).split()) or "Your clinic"
     text = TEMPLATE.format(clinic=clinic, url=url)
     overflow = septets(text) - MAX_SEPTETS
     if overflow > 0:

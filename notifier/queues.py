@@ -31,22 +31,31 @@ def send_job_id(delivery_id, attempt):
     return f"send-{delivery_id}-{attempt}"
 
 
-def enqueue_send(delivery):
-    """Queue the send job for ``delivery``; return False when Redis is unreachable.
+def enqueue_send(delivery, at=None):
+    """Queue the send job for ``delivery``, now or at ``at``; return False when Redis is unreachable.
 
     The delivery row is already committed, so a failed enqueue loses nothing: the reconciler
     queues it again once Redis answers.
     """
-    name = "fallback" if delivery.channel == "pointer" else "sms"
+    # Pointers and retries go ahead of the bulk of first attempts.
+    name = "fallback" if delivery.channel == "pointer" or delivery.attempts else "sms"
+    options = {
+        "job_id": send_job_id(delivery.id, delivery.attempts + 1),
+        "result_ttl": 600,
+        "failure_ttl": 7 * 24 * 3600,
+    }
     try:
-        queue(name).enqueue(
-            "notifier.jobs.send_text",
-            delivery.id,
-            job_id=send_job_id(delivery.id, delivery.attempts + 1),
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-        )
+        if at is None:
+            queue(name).enqueue("notifier.jobs.send_text", delivery.id, **options)
+        else:
+            queue(name).enqueue_at(at, "notifier.jobs.send_text", delivery.id, **options)
     except redis.exceptions.RedisError as exc:
         log.warning("Could not queue delivery %s (%s); the reconciler will retry.", delivery.id, exc)
         return False
     return True
+
+
+def enqueue_followups(followups):
+    """Queue each follow-up returned by the status code, after its transaction committed."""
+    for followup in followups:
+        enqueue_send(followup.delivery, followup.at)

@@ -2,6 +2,7 @@
 
 import logging
 
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from notifier import queues
@@ -66,7 +67,12 @@ def send_message(client, body, source, author=None):
     """Store a message to ``client`` with its SMS and portal deliveries, commit, then queue the SMS."""
     body = validate_body(body)
     message = Message(clinic_id=client.clinic_id, client_id=client.id, body=body, source=source, author=author)
-    sms = Delivery(message=message, channel="sms", provider=client.clinic.provider)
+    sms = Delivery(
+        message=message,
+        channel="sms",
+        provider=client.clinic.provider,
+        max_attempts=current_app.config["PAWPOST_SMS_MAX_ATTEMPTS"],
+    )
     # Every message is readable in the Pet Portal from the start.
     portal = Delivery(
         message=message, channel="portal", status="delivered", status_rank=FINAL_RANK, final_at=utcnow()

@@ -16,9 +16,10 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from notifier import metrics, policy
 from notifier.classify import classify
 from portal.extensions import db
-from portal.models import FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
+from portal.models import FAILED_STATUSES, FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,14 @@ class StatusEvent:
     payload: dict
 
 
+@dataclass(frozen=True)
+class Followup:
+    """A delivery to queue once the transaction commits, now or at ``at``."""
+
+    delivery: Delivery
+    at: object = None
+
+
 @cache
 def _status_words():
     return tomllib.loads((Path(__file__).parent / "codes" / "statuses.toml").read_text())
@@ -45,12 +54,21 @@ def map_status(provider, word):
     return _status_words()[provider].get((word or "").strip().lower())
 
 
+# Ids are INTEGER columns, which PostgreSQL keeps as 32-bit signed; a lookup with a larger
+# value fails instead of finding nothing.
+MAX_REF_NUMBER = 2**31 - 1
+
+
 def parse_ref(text):
     """Parse ``"<delivery_id>.<attempt>"`` into two ints, or ``(None, None)`` when malformed."""
     parts = (text or "").split(".")
-    if len(parts) != 2 or not all(p.isdigit() and len(p) < 12 for p in parts):
+    # Refs we issue are ASCII. str.isdigit() alone would also pass "²", which int() rejects.
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 10 for p in parts):
         return None, None
-    return int(parts[0]), int(parts[1])
+    delivery_id, attempt = int(parts[0]), int(parts[1])
+    if delivery_id > MAX_REF_NUMBER or attempt > MAX_REF_NUMBER:
+        return None, None
+    return delivery_id, attempt
 
 
 def format_ref(delivery_id, attempt):
@@ -58,13 +76,13 @@ def format_ref(delivery_id, attempt):
 
 
 def apply_event(clinic, event):
-    """Record ``event`` in the log and apply it; return the pointer delivery the fallback created, if any.
+    """Record ``event`` in the log and apply it; return the follow-ups to queue.
 
-    The caller commits, then queues the returned pointer delivery.
+    The caller commits, then passes the follow-ups to ``queues.enqueue_followups``.
     """
     delivery = _find_delivery(clinic, event)
     status = map_status(event.provider, event.provider_status)
-    outcome, pointer = "unmatched", None
+    outcome, followups = "unmatched", []
 
     if delivery is not None and status is None:
         outcome = "ignored"
@@ -73,8 +91,8 @@ def apply_event(clinic, event):
     elif delivery is not None:
         moved = advance(delivery, status, event.error_code, event.provider_message_id)
         outcome = "applied" if moved else "duplicate"
-        if moved and delivery.category == "carrier_filtered":
-            pointer = start_fallback(clinic, delivery)
+        if moved:
+            followups = settle(clinic, delivery)
 
     db.session.add(
         ProviderEvent(
@@ -90,18 +108,25 @@ def apply_event(clinic, event):
         )
     )
     log.info("Status event for delivery %s: %s (%s).", delivery.id if delivery else None, status, outcome)
-    return pointer
+    return followups
 
 
-def advance(delivery, status, error_code=None, provider_message_id=None):
-    """Move ``delivery`` to ``status`` if that is a step forward; return True when it moved."""
+def advance(delivery, status, error_code=None, provider_message_id=None, category=None):
+    """Move ``delivery`` to ``status`` if that is a step forward; return True when it moved.
+
+    A failure takes its category from the error code unless ``category`` is given; a success
+    clears the category left by an earlier failed attempt.
+    """
     rank = STATUS_RANK[status]
     now = utcnow()
     values = {"status": status, "status_rank": rank, "updated_at": now}
-    category = None
-    if status in ("undelivered", "failed"):
-        category = classify(delivery.provider, error_code or "none").category
+    if status in FAILED_STATUSES:
+        category = category or classify(delivery.provider, error_code or "none").category
         values.update(error_code=error_code, category=category)
+    elif status == "suppressed":
+        values.update(error_code=None, category=category)
+    elif status == "delivered":
+        values.update(error_code=None, category=None)
     if rank >= FINAL_RANK:
         values["final_at"] = now
     statement = (
@@ -114,12 +139,41 @@ def advance(delivery, status, error_code=None, provider_message_id=None):
     if provider_message_id and not delivery.provider_message_id:
         _set_provider_id(delivery, provider_message_id)
     db.session.refresh(delivery)
-    if moved and category == "clinic_setup":
-        log.error(
-            "Delivery %s failed with %s code %s: the clinic's sending setup needs fixing.",
-            delivery.id, delivery.provider, error_code,
-        )
     return moved
+
+
+def settle(clinic, delivery):
+    """Act on a delivery that just failed: learn from the code, then fall back, retry or stop."""
+    if delivery.status not in FAILED_STATUSES:
+        return []
+    classification = classify(delivery.provider, delivery.error_code or "none")
+    _learn(clinic, delivery, classification)
+
+    if classification.category == "carrier_filtered":
+        pointer = start_fallback(clinic, delivery)
+        return [Followup(pointer)] if pointer is not None else []
+    when = policy.retry_time(delivery, classification)
+    if when is not None and policy.schedule_retry(delivery, when):
+        metrics.RETRIES.labels(delivery.provider).inc()
+        log.info("Delivery %s will retry at %s (attempt %s of %s).", delivery.id, when.isoformat(), delivery.attempts + 1, delivery.max_attempts)
+        return [Followup(delivery, when)]
+    return []
+
+
+def _learn(clinic, delivery, classification):
+    number = delivery.message.client.mobile_number
+    if classification.category == "opted_out":
+        policy.record_consent(clinic.sender_number, number, True, "provider_error", delivery.message_id)
+        log.info("Delivery %s: provider code %s recorded as an opt-out.", delivery.id, classification.code)
+    elif classification.category == "landline" and classification.retry == "no":
+        policy.record_line_type(number, "landline", "provider_error", f"{delivery.provider} {classification.code}")
+        log.info("Delivery %s: provider code %s recorded the number as a landline.", delivery.id, classification.code)
+    elif classification.category == "clinic_setup":
+        metrics.CLINIC_SETUP_FAILURES.labels(delivery.provider, classification.code).inc()
+        log.error(
+            "Delivery %s of clinic %s failed with %s code %s (%s): the clinic's sending setup needs fixing.",
+            delivery.id, clinic.id, delivery.provider, classification.code, classification.meaning,
+        )
 
 
 def _set_provider_id(delivery, provider_message_id):
@@ -149,7 +203,9 @@ def start_fallback(clinic, delivery):
         .values(chat_notification=True, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    pointer = Delivery(message_id=delivery.message_id, channel="pointer", provider=delivery.provider)
+    pointer = Delivery(
+        message_id=delivery.message_id, channel="pointer", provider=delivery.provider, max_attempts=delivery.max_attempts
+    )
     try:
         # A savepoint keeps the surrounding transaction usable if the pointer already exists.
         with db.session.begin_nested():
@@ -157,6 +213,7 @@ def start_fallback(clinic, delivery):
     except IntegrityError:
         log.info("Pointer for message %s already exists; nothing to add.", delivery.message_id)
         return None
+    metrics.FALLBACKS.labels(delivery.provider).inc()
     log.info("Fallback for message %s: portal copy marked, pointer delivery %s created.", delivery.message_id, pointer.id)
     return pointer
 

@@ -47,10 +47,9 @@ def twilio_status(clinic_id):
         attempt=attempt,
         payload=form.to_dict(flat=False),
     )
-    pointer = apply_event(clinic, event)
+    followups = apply_event(clinic, event)
     db.session.commit()
-    if pointer is not None:
-        queues.enqueue_send(pointer)
+    queues.enqueue_followups(followups)
     return "", 200
 
 
@@ -77,17 +76,14 @@ def bandwidth_messages(clinic_id):
     clinic = _bandwidth_clinic_or_403(clinic_id)
     events = _bandwidth_events()
 
-    pointers = []
+    followups = []
     for raw, parsed in events:
         if isinstance(parsed, InboundCallback):
             _store_bandwidth_inbound(clinic, raw, parsed)
             continue
-        pointer = apply_event(clinic, _bandwidth_status_event(raw, parsed))
-        if pointer is not None:
-            pointers.append(pointer)
+        followups.extend(apply_event(clinic, _bandwidth_status_event(raw, parsed)))
     db.session.commit()
-    for pointer in pointers:
-        queues.enqueue_send(pointer)
+    queues.enqueue_followups(followups)
     return "", 200
 
 
@@ -121,6 +117,7 @@ def _bandwidth_clinic_or_403(clinic_id):
         clinic is None
         or clinic.provider != "bandwidth"
         or not clinic.webhook_username
+        or not clinic.webhook_password
         or auth is None
         or auth.type != "basic"
         or not _same(auth.username, clinic.webhook_username)

@@ -48,6 +48,7 @@ class BandwidthProvider:
             text=text.body,
             media=list(text.media_urls) or None,
             tag=text.tag,
+            expiration=text.expires_at,
         )
         try:
             message = self.api.create_message(self.account_id, request, _request_timeout=self.timeout)

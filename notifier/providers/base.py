@@ -1,6 +1,7 @@
 """The interface every provider adapter implements."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,8 @@ class OutboundText:
     status_callback: str | None = None
     # Opaque reference echoed in callbacks (Bandwidth's tag); carries ids, never personal data.
     tag: str | None = None
+    # The provider drops the text if it cannot hand it on before this time.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Twilio adapter on the official ``twilio`` SDK."""
 
+from datetime import datetime, timezone
+
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -25,6 +27,8 @@ class TwilioProvider:
             params["media_url"] = list(text.media_urls)
         if text.status_callback:
             params["status_callback"] = text.status_callback
+        if text.expires_at is not None:
+            params["validity_period"] = _validity_seconds(text.expires_at)
         try:
             message = self.client.messages.create(**params)
         except TwilioRestException as exc:
@@ -46,6 +50,12 @@ class TwilioProvider:
             raise ProviderUnreachable(type(exc).__name__) from exc
         code = str(message.error_code) if message.error_code else None
         return message.status, code
+
+
+def _validity_seconds(expires_at):
+    # Twilio accepts a validity period of 1 to 36000 seconds.
+    remaining = int((expires_at - datetime.now(timezone.utc)).total_seconds())
+    return max(1, min(remaining, 36000))
 
 
 def _service_error(exc):

@@ -2,12 +2,14 @@
 
 from portal.models.clinic import PROVIDERS, ApiToken, Clinic, StaffUser
 from portal.models.client import Client, PortalToken
+from portal.models.consent import LINE_TYPES, Consent, PhoneLine
 from portal.models.messaging import (
     CHANNELS,
     FAILED_STATUSES,
     FINAL_RANK,
     SMS_CHANNELS,
     STATUS_RANK,
+    Attachment,
     Delivery,
     Message,
     ProviderEvent,
@@ -15,7 +17,7 @@ from portal.models.messaging import (
 from portal.models.types import utcnow
 
 __all__ = [
-    "PROVIDERS", "ApiToken", "Clinic", "StaffUser", "Client", "PortalToken", "CHANNELS",
+    "PROVIDERS", "ApiToken", "Attachment", "Consent", "LINE_TYPES", "PhoneLine", "Clinic", "StaffUser", "Client", "PortalToken", "CHANNELS",
     "FAILED_STATUSES", "FINAL_RANK", "SMS_CHANNELS", "STATUS_RANK", "Delivery", "Message",
     "ProviderEvent", "utcnow",
 ]

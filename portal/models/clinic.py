@@ -24,6 +24,9 @@ class Clinic(db.Model):
     country: Mapped[str] = mapped_column(String(2), default="US")
     fallback_enabled: Mapped[bool] = mapped_column(default=False)
     mms_enabled: Mapped[bool] = mapped_column(default=False)
+    # Twilio long codes answer STOP, START and HELP themselves; Pawpost then only records them.
+    provider_handles_keywords: Mapped[bool] = mapped_column(default=False)
+    help_text: Mapped[str | None] = mapped_column(String(300))
     # Twilio credentials: the auth token also signs Twilio's callbacks to us.
     twilio_account_sid: Mapped[str | None] = mapped_column(String(64))
     twilio_auth_token: Mapped[str | None] = mapped_column(String(128))
@@ -43,6 +46,13 @@ class Clinic(db.Model):
     def default_fallback(provider):
         """Return the fallback policy a new clinic on ``provider`` starts with."""
         return provider == "bandwidth"
+
+    @property
+    def help_reply(self):
+        """Return the reply to HELP or INFO: the clinic's own text, or one naming the clinic."""
+        return self.help_text or (
+            f"{self.name}: appointment and care messages. Reply STOP to opt out, START to opt back in."
+        )
 
 
 class StaffUser(UserMixin, db.Model):

@@ -45,12 +45,16 @@ class Message(db.Model):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     # Set on inbound messages only, so a repeated inbound webhook stores nothing twice.
     provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    # Inbound only: the keyword it matched (opt_out, opt_in, help), or "review" when it mentions
+    # stopping in other words and staff should read it.
+    keyword: Mapped[str | None] = mapped_column(String(8))
     created_at = mapped_column(UTCDateTime, default=utcnow)
 
     client = relationship("Client")
     clinic = relationship("Clinic")
     author = relationship("StaffUser")
     deliveries = relationship("Delivery", back_populates="message", order_by="Delivery.id")
+    attachments = relationship("Attachment", back_populates="message", order_by="Attachment.position")
 
     def delivery(self, channel):
         """Return this message's delivery on ``channel``, or None."""
@@ -75,6 +79,9 @@ class Delivery(db.Model):
     error_code: Mapped[str | None] = mapped_column(String(16))
     category: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=1)
+    # A queued retry waits until this time; the reconciler leaves it alone until then.
+    next_attempt_at = mapped_column(UTCDateTime, nullable=True)
     # Portal copies: set when the portal became the way the message reached the client.
     chat_notification: Mapped[bool] = mapped_column(default=False)
     read_at = mapped_column(UTCDateTime, nullable=True)
@@ -108,3 +115,24 @@ class ProviderEvent(db.Model):
     outcome: Mapped[str] = mapped_column(String(12))
     payload: Mapped[str] = mapped_column(Text)
     received_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Attachment(db.Model):
+    """A photo or video of a message, stored by Pawpost so nothing depends on the provider keeping it."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("message_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    position: Mapped[int] = mapped_column()
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size_bytes: Mapped[int | None] = mapped_column()
+    # Path under the media directory; empty until the file is fetched.
+    storage_key: Mapped[str | None] = mapped_column(String(200))
+    # Where the provider offered the file; needed only until it is fetched.
+    source_url: Mapped[str | None] = mapped_column(Text)
+    fetched_at = mapped_column(UTCDateTime, nullable=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    message = relationship("Message", back_populates="attachments")
