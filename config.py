@@ -79,6 +79,8 @@ def load(overrides=None):
         "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
         "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
         "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        # Attachments live here, outside the web root; only Pawpost's own routes serve them.
+        "PAWPOST_MEDIA_DIR": _env("MEDIA_DIR", os.path.abspath(os.path.join("instance", "media"))),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

@@ -6,11 +6,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import metrics, policy, providers, queues, status
+from notifier import media, metrics, policy, providers, queues, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
-from portal.models import STATUS_RANK, Delivery, PortalToken, utcnow
+from portal.models import STATUS_RANK, Delivery, Message, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +129,31 @@ def _record_rejection(clinic, delivery, exc):
     db.session.commit()
     queues.enqueue_followups(followups)
     return "failed"
+
+
+def fetch_attachments(message_id):
+    """Download and store every attachment of an inbound message that is not stored yet."""
+    message = db.session.get(Message, message_id)
+    if message is None:
+        return "missing"
+    adapter = _adapter(message.clinic)
+    for attachment in message.attachments:
+        if attachment.storage_key or not attachment.source_url:
+            continue
+        try:
+            data = adapter.fetch_media(attachment.source_url, media.MAX_MEDIA_BYTES)
+            attachment.storage_key, attachment.content_type = media.store(
+                message.clinic_id, message.id, attachment.position, data
+            )
+        except (ProviderError, media.MediaRejected) as exc:
+            # Kept as a row without a file, so staff see that an attachment could not be kept.
+            log.warning("Attachment %s of message %s was not stored: %s.", attachment.position, message.id, exc)
+            attachment.source_url = None
+            continue
+        attachment.size_bytes = len(data)
+        attachment.fetched_at = utcnow()
+        # The provider's URL is no longer needed and carries account ids.
+        attachment.source_url = None
+        db.session.commit()
+    db.session.commit()
+    return "stored"

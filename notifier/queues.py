@@ -4,7 +4,7 @@ import logging
 
 import redis
 from flask import current_app
-from rq import Queue
+from rq import Queue, Retry
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,20 @@ def enqueue_followups(followups):
     """Queue each follow-up returned by the status code, after its transaction committed."""
     for followup in followups:
         enqueue_send(followup.delivery, followup.at)
+
+
+def enqueue_media_fetch(message_id):
+    """Queue the download of a message's attachments; the reconciler retries one that was lost."""
+    try:
+        queue("default").enqueue(
+            "notifier.jobs.fetch_attachments",
+            message_id,
+            job_id=f"media-{message_id}",
+            result_ttl=600,
+            # A provider that does not answer gets three more tries over about six minutes.
+            retry=Retry(max=3, interval=[10, 60, 300]),
+        )
+    except redis.exceptions.RedisError as exc:
+        log.warning("Could not queue the attachments of message %s (%s).", message_id, exc)
+        return False
+    return True

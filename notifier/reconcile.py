@@ -1,39 +1,150 @@
-"""Find deliveries whose job was lost and queue them again."""
+"""Periodic repairs that keep every delivery moving: lost jobs, interrupted sends, missing receipts."""
 
 import logging
 from datetime import timedelta
 
 import redis
+from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from sqlalchemy import update
 
-from notifier import queues
+from notifier import providers, queues, status
+from notifier.providers import ProviderError, ProviderUnreachable
 from portal.extensions import db
-from portal.models import SMS_CHANNELS, Delivery, utcnow
+from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, utcnow
 
 log = logging.getLogger(__name__)
 
 LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
+def run_all():
+    """Run every repair once; return how many deliveries each one touched."""
+    return {
+        "requeued": requeue_stalled(),
+        "recovered": recover_interrupted_sends(),
+        "resolved": resolve_missing_receipts(),
+    }
+
+
 def requeue_stalled(older_than_seconds=60, limit=500):
     """Queue again every queued SMS delivery older than the threshold whose job is gone; return the count."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_seconds)
     stalled = db.session.execute(
         db.select(Delivery)
-        .where(Delivery.status == "queued", Delivery.channel.in_(SMS_CHANNELS), Delivery.updated_at < cutoff)
+        .where(
+            Delivery.status == "queued",
+            Delivery.channel.in_(SMS_CHANNELS),
+            Delivery.updated_at < cutoff,
+            (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
+        )
         .order_by(Delivery.id)
         .limit(limit)
     ).scalars()
     count = 0
     for delivery in stalled:
-        if _has_live_job(delivery):
-            continue
-        if queues.enqueue_send(delivery):
+        if not _has_live_job(delivery) and queues.enqueue_send(delivery):
             count += 1
     if count:
         log.info("Reconciler queued %s stalled deliveries again.", count)
     return count
+
+
+def recover_interrupted_sends(limit=100):
+    """Settle sends whose worker stopped between the claim and the provider's answer.
+
+    The provider may already have the message, so it is looked up first: a match records the
+    provider's id and status, no match puts the delivery back in the queue.
+    """
+    cutoff = utcnow() - timedelta(seconds=current_app.config["PAWPOST_STUCK_SENDING_SECONDS"])
+    stuck = db.session.execute(
+        db.select(Delivery)
+        .where(Delivery.status == "sending", Delivery.claimed_at < cutoff, Delivery.channel.in_(SMS_CHANNELS))
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).scalars().all()
+    count = 0
+    for delivery in stuck:
+        try:
+            count += _recover(delivery)
+        except (ProviderError, ProviderUnreachable) as exc:
+            db.session.rollback()
+            log.warning("Could not look up interrupted delivery %s at the provider (%s); will try again.", delivery.id, exc)
+    return count
+
+
+def _recover(delivery):
+    message = delivery.message
+    clinic = message.clinic
+    # Look a little before the claim, since clocks of two machines differ slightly.
+    since = delivery.claimed_at - timedelta(seconds=5)
+    body = message.body if delivery.channel == "sms" else None
+    found = _adapter(clinic).find_sent(message.client.mobile_number, clinic.sender_number, since, body)
+    if found is None:
+        moved = db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == "sending", Delivery.attempts == delivery.attempts)
+            .values(status="queued", status_rank=STATUS_RANK["queued"], updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
+        db.session.commit()
+        if moved:
+            db.session.refresh(delivery)
+            queues.enqueue_send(delivery)
+            log.info("Interrupted delivery %s never reached the provider; queued again.", delivery.id)
+        return int(moved)
+
+    provider_id, provider_status, code = found
+    status.advance(delivery, "accepted", provider_message_id=provider_id)
+    followups = []
+    if provider_status and STATUS_RANK.get(provider_status, 0) > STATUS_RANK["accepted"]:
+        if status.advance(delivery, provider_status, code):
+            followups = status.settle(clinic, delivery)
+    db.session.commit()
+    queues.enqueue_followups(followups)
+    log.info("Interrupted delivery %s was taken by the provider as %s.", delivery.id, provider_id)
+    return 1
+
+
+def resolve_missing_receipts(limit=200):
+    """Look up texts whose delivery receipt never came; mark them unknown when the provider has no final status."""
+    cutoff = utcnow() - timedelta(seconds=current_app.config["PAWPOST_RECEIPT_TIMEOUT_SECONDS"])
+    waiting = db.session.execute(
+        db.select(Delivery)
+        .where(Delivery.status.in_(("accepted", "sent")), Delivery.updated_at < cutoff)
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).scalars().all()
+    count = 0
+    for delivery in waiting:
+        clinic = delivery.message.clinic
+        provider_status, code = None, None
+        if delivery.provider_message_id:
+            try:
+                provider_status, code = _adapter(clinic).fetch_status(delivery.provider_message_id)
+            except (ProviderError, ProviderUnreachable) as exc:
+                log.warning("Could not look up delivery %s at the provider (%s).", delivery.id, exc)
+        followups = []
+        if provider_status and STATUS_RANK.get(provider_status, 0) >= STATUS_RANK["delivered"]:
+            if status.advance(delivery, provider_status, code):
+                followups = status.settle(clinic, delivery)
+        else:
+            status.advance(delivery, "unknown")
+            log.info("Delivery %s has no delivery receipt; its final status is unknown.", delivery.id)
+        db.session.commit()
+        queues.enqueue_followups(followups)
+        count += 1
+    return count
+
+
+def _adapter(clinic):
+    return providers.for_clinic(
+        clinic,
+        sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
+        timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
+    )
 
 
 def _has_live_job(delivery):
@@ -43,5 +154,6 @@ def _has_live_job(delivery):
     except NoSuchJobError:
         return False
     except redis.exceptions.RedisError:
+        # Without Redis nothing can be queued anyway; the next pass tries again.
         return True
     return job.get_status() in LIVE_JOB_STATUSES

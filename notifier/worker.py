@@ -47,7 +47,7 @@ def build_worker(app, queue_names=queues.QUEUE_ORDER):
 
 def start_reconciler(app, interval_seconds):
     """Run the reconciler every ``interval_seconds`` on a daemon thread; return a stop event."""
-    from notifier.reconcile import requeue_stalled
+    from notifier.reconcile import run_all
 
     stop = threading.Event()
 
@@ -55,7 +55,7 @@ def start_reconciler(app, interval_seconds):
         while not stop.wait(interval_seconds):
             with app.app_context():
                 try:
-                    requeue_stalled()
+                    run_all()
                 except Exception:
                     # The loop must outlive one bad pass; the traceback goes to the log.
                     log.exception("Reconciler pass failed; trying again in %s s.", interval_seconds)

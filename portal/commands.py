@@ -33,10 +33,11 @@ def worker(burst, reconcile_every):
 
 @click.command()
 def reconcile():
-    """Queue again every delivery whose job was lost."""
-    from notifier.reconcile import requeue_stalled
+    """Repair deliveries once: lost jobs, interrupted sends and missing delivery receipts."""
+    from notifier.reconcile import run_all
 
-    click.echo(f"Queued {requeue_stalled()} deliveries again.")
+    for name, count in run_all().items():
+        click.echo(f"{name}: {count}")
 
 
 @demo_cli.command("seed")

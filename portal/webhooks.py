@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
 from notifier import queues
-from notifier.inbound import store_inbound
+from notifier.inbound import act_on_keyword, store_inbound
 from notifier.status import StatusEvent, apply_event, parse_ref
 from portal.extensions import csrf, db
 from portal.models import Clinic
@@ -62,11 +62,12 @@ def twilio_inbound(clinic_id):
         abort(400, "MessageSid and From are required.")
 
     media = [form[f"MediaUrl{i}"] for i in range(_int(form.get("NumMedia"))) if form.get(f"MediaUrl{i}")]
-    store_inbound(
+    message = store_inbound(
         clinic, "twilio", form["MessageSid"][:64], form["From"], form.get("Body", ""), media,
         form.to_dict(flat=False),
     )
     db.session.commit()
+    _after_inbound([message])
     return EMPTY_TWIML, 200, {"Content-Type": "text/xml"}
 
 
@@ -76,15 +77,26 @@ def bandwidth_messages(clinic_id):
     clinic = _bandwidth_clinic_or_403(clinic_id)
     events = _bandwidth_events()
 
-    followups = []
+    followups, inbound = [], []
     for raw, parsed in events:
         if isinstance(parsed, InboundCallback):
-            _store_bandwidth_inbound(clinic, raw, parsed)
+            inbound.append(_store_bandwidth_inbound(clinic, raw, parsed))
             continue
         followups.extend(apply_event(clinic, _bandwidth_status_event(raw, parsed)))
     db.session.commit()
     queues.enqueue_followups(followups)
+    _after_inbound(inbound)
     return "", 200
+
+
+def _after_inbound(messages):
+    """Act on keywords and fetch attachments of newly stored inbound messages."""
+    for message in messages:
+        if message is None:
+            continue
+        act_on_keyword(message)
+        if message.attachments:
+            queues.enqueue_media_fetch(message.id)
 
 
 def _twilio_clinic_or_403(clinic_id):
@@ -174,8 +186,8 @@ def _store_bandwidth_inbound(clinic, raw, parsed):
     # Only messages coming in count; an outbound echo must never become a client reply.
     if message.direction and str(getattr(message.direction, "value", message.direction)) != "in":
         log.warning("Ignored Bandwidth message-received event with direction %s.", message.direction)
-        return
-    store_inbound(
+        return None
+    return store_inbound(
         clinic, "bandwidth", message.id[:64], message.var_from, message.text or "",
         list(message.media or []), raw,
     )

@@ -112,8 +112,10 @@ def log_failed_attempt(record: dict, message_id: str) -> None:
     )
 
 
-def send_callback(state: SandboxState, delivery: Delivery, callback: Callback, generation: int) -> None:
-    """Post one callback (twice with duplicate_callbacks) and record each result."""
+def post_copies(
+    state: SandboxState, delivery: Delivery, callback: Callback, generation: int, copies: int
+) -> list[dict]:
+    """Post the callback `copies` times in a row, record each result on the delivery and return them."""
     if not is_loopback_url(callback.url):
         logger.warning(
             "Skipped callback %s for message %s: the sandbox posts only to localhost or loopback URLs",
@@ -122,10 +124,19 @@ def send_callback(state: SandboxState, delivery: Delivery, callback: Callback, g
         )
         skipped = {"event": callback.event, "skipped": "not a loopback URL"}
         state.record_callback(delivery, skipped, generation)
-        return
-    copies = 2 if state.config_value("duplicate_callbacks") else 1
+        return [skipped]
+    records = []
     for _ in range(copies):
-        state.record_callback(delivery, post_with_retries(callback, delivery.id), generation)
+        record = post_with_retries(callback, delivery.id)
+        state.record_callback(delivery, record, generation)
+        records.append(record)
+    return records
+
+
+def send_callback(state: SandboxState, delivery: Delivery, callback: Callback, generation: int) -> None:
+    """Post one status callback (twice with duplicate_callbacks) and record each result."""
+    copies = 2 if state.config_value("duplicate_callbacks") else 1
+    post_copies(state, delivery, callback, generation, copies)
 
 
 def run_steps(state: SandboxState, delivery: Delivery, steps: list[Step], generation: int) -> None:

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import threading
 
 import flask
@@ -14,8 +15,16 @@ DEFAULTS = {
     "callback_delay": 0.2,
     "duplicate_callbacks": False,
     "allowed_link_prefix": None,
+    "numbers": {},
 }
 APPLICATION_KEYS = ("callback_url", "username", "password")
+# Keys each clinic number entry must have, besides "provider".
+NUMBER_KEYS = {
+    "twilio": ("inbound_url", "account_sid", "auth_token"),
+    "bandwidth": ("application_id", "account_id"),
+}
+E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
+URL_PATTERN = re.compile(r"^https?://[^\s/]+")
 
 
 def validate_application(application_id: str, application: object) -> dict:
@@ -33,6 +42,30 @@ def validate_application(application_id: str, application: object) -> dict:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"bandwidth_applications[{application_id!r}].{key} must be a string.")
     return {key: application.get(key) for key in APPLICATION_KEYS}
+
+
+def validate_number(number: object, entry: object, applications: dict) -> dict:
+    """Return one clinic number entry, or raise ValueError if it is invalid."""
+    name = f"numbers[{number!r}]"
+    if not isinstance(number, str) or not E164_PATTERN.match(number):
+        raise ValueError(f"{name}: the key must be an E.164 number such as +15550000001.")
+    if not isinstance(entry, dict) or entry.get("provider") not in NUMBER_KEYS:
+        raise ValueError(f"{name} must be an object whose provider is 'twilio' or 'bandwidth'.")
+    required = NUMBER_KEYS[entry["provider"]]
+    unknown = set(entry) - {"provider", *required}
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {sorted(unknown)}. Use {['provider', *required]}.")
+    for key in required:
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise ValueError(f"{name}.{key} is missing. Set it to a non-empty string.")
+    if entry["provider"] == "twilio" and not URL_PATTERN.match(entry["inbound_url"]):
+        raise ValueError(f"{name}.inbound_url is invalid. Use an absolute http(s) URL.")
+    if entry["provider"] == "bandwidth" and entry["application_id"] not in applications:
+        raise ValueError(
+            f"{name}.application_id {entry['application_id']!r} is not configured. "
+            "Add it to bandwidth_applications."
+        )
+    return dict(entry)
 
 
 def validate_scalars(config: dict) -> None:
@@ -60,6 +93,12 @@ def normalize_config(raw: dict | None) -> dict:
         raise ValueError("bandwidth_applications must be an object keyed by application id.")
     config["bandwidth_applications"] = {
         app_id: validate_application(app_id, entry) for app_id, entry in applications.items()
+    }
+    if not isinstance(config["numbers"], dict):
+        raise ValueError("numbers must be an object keyed by E.164 clinic number.")
+    config["numbers"] = {
+        number: validate_number(number, entry, config["bandwidth_applications"])
+        for number, entry in config["numbers"].items()
     }
     return config
 

@@ -40,6 +40,9 @@ class Delivery:
     delivered_to_phone: datetime | None = None
     error_code: int | None = None
     error_message: str | None = None
+    # "outbound" (sent through the API), "inbound" (a phone texted a clinic number) or "reply"
+    # (an automatic reply from the carrier, such as Twilio's opt-out confirmation).
+    direction: str = "outbound"
     # Provider-specific request fields: status_callback (Twilio), or application_id, recipients,
     # tag, priority and expiration (Bandwidth).
     details: dict = dataclasses.field(default_factory=dict)
@@ -47,8 +50,19 @@ class Delivery:
     callbacks_finished: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class MediaFile:
+    """A media file that the sandbox serves for an inbound MMS."""
+
+    content: bytes
+    content_type: str
+    account_id: str
+    # The Twilio auth token that basic auth on the media URL must carry, or None for Bandwidth.
+    auth_token: str | None = None
+
+
 class SandboxState:
-    """Messages, phone inboxes, the API request log and the current config."""
+    """Messages, phone inboxes, media, opt-outs, the API request log and the current config."""
 
     def __init__(self, config: dict) -> None:
         self.lock = threading.RLock()
@@ -57,9 +71,16 @@ class SandboxState:
         self.reset()
 
     def reset(self) -> None:
-        """Clear messages, inboxes, counters and the request log, and orphan pending callbacks."""
+        """Clear messages, inboxes, media, opt-outs, counters and the request log.
+
+        Callbacks still pending for earlier messages are orphaned.
+        """
         with self.lock:
             self.deliveries: list[Delivery] = []
+            # Keyed by the URL path that serves the file.
+            self.media: dict[str, MediaFile] = {}
+            # (sender number, phone number) pairs that Twilio rejects with 21610.
+            self.opt_outs: set[tuple[str, str]] = set()
             self.requests: collections.deque = collections.deque(maxlen=MAX_LOGGED_REQUESTS)
             self.request_count = 0
             self.attempts_by_number: collections.Counter = collections.Counter()
@@ -80,6 +101,34 @@ class SandboxState:
         """Return the configured Bandwidth application, or None if it is not configured."""
         with self.lock:
             return self.config["bandwidth_applications"].get(application_id)
+
+    def clinic_number(self, number: str) -> dict | None:
+        """Return the configured clinic number entry, or None if the number is not configured."""
+        with self.lock:
+            return self.config["numbers"].get(number)
+
+    def add_media(self, path: str, media: MediaFile) -> None:
+        """Store a media file under the URL path that serves it."""
+        with self.lock:
+            self.media[path] = media
+
+    def find_media(self, path: str) -> MediaFile | None:
+        """Return the media file served at the URL path, or None."""
+        with self.lock:
+            return self.media.get(path)
+
+    def set_opted_out(self, sender: str, phone: str, opted_out: bool) -> None:
+        """Record or clear an opt-out of the phone from messages sent by the sender number."""
+        with self.lock:
+            if opted_out:
+                self.opt_outs.add((sender, phone))
+            else:
+                self.opt_outs.discard((sender, phone))
+
+    def is_opted_out(self, sender: str, phone: str) -> bool:
+        """Return whether the phone opted out of messages from the sender number."""
+        with self.lock:
+            return (sender, phone) in self.opt_outs
 
     def log_request(self, entry: dict) -> dict:
         """Append an API request to the log and return the stored entry."""

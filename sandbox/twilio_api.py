@@ -1,8 +1,11 @@
-"""Stand-in for Twilio's Messages API (2010-04-01): create and fetch a message."""
+"""Stand-in for Twilio's Messages API (2010-04-01): create, fetch and list messages."""
 
 import logging
+import operator
 import re
 import uuid
+from datetime import date
+from urllib.parse import urlencode
 
 import flask
 
@@ -10,7 +13,7 @@ from sandbox import outcomes, segments
 from sandbox.callbacks import start_steps
 from sandbox.request_log import current_state, log_requests_of
 from sandbox.state import Delivery, utc_now
-from sandbox.twilio_payloads import delivery_steps, error_body, message_resource
+from sandbox.twilio_payloads import API_VERSION, delivery_steps, error_body, message_resource
 
 logger = logging.getLogger("sandbox")
 
@@ -20,6 +23,19 @@ E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
 URL_PATTERN = re.compile(r"^https?://[^\s/]+")
 MAX_BODY_CHARACTERS = 1600
 MAX_MEDIA_URLS = 10
+# A DateSent filter value: a date, or a date-time as the SDK serializes date_sent_after and friends.
+DATE_FILTER_PATTERN = re.compile(r"^(\d{4}-\d\d-\d\d)(T\d\d:\d\d:\d\dZ)?$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_PAGE_NUMBER = 1_000_000
+# Twilio compares DateSent filters with whole UTC days, so all three bounds include the day given.
+# The SDK sends date_sent_after as "DateSent>" and date_sent_before as "DateSent<", which is what
+# the documented "DateSent>=YYYY-MM-DD" query string parses to.
+DATE_COMPARISONS = {
+    "DateSent": operator.eq,
+    "DateSent>": operator.ge,
+    "DateSent<": operator.le,
+}
 
 
 class TwilioError(Exception):
@@ -92,10 +108,13 @@ def parse_create_form(form) -> dict:
 
 def resolve_outcome(fields: dict) -> outcomes.Outcome:
     """Pick the outcome for the destination, raising 21610 for an opted-out number."""
+    state = current_state()
+    if state.is_opted_out(fields["from_"], fields["to"]):
+        # The phone texted STOP to this sender, so Twilio refuses to send until it texts START.
+        raise TwilioError(21610, "Attempt to send to an unsubscribed recipient.")
     outcome = outcomes.outcome_for_number(fields["to"])
     if outcome.twilio_reject_code is not None:
         raise TwilioError(outcome.twilio_reject_code, outcome.twilio_error_message)
-    state = current_state()
     return outcomes.effective_outcome(
         outcome,
         attempt=state.next_attempt(fields["to"]),
@@ -147,3 +166,85 @@ def fetch_message(account_sid: str, message_sid: str) -> flask.Response:
     if not found:
         raise TwilioError(20404, f"The requested resource {flask.request.path} was not found", 404)
     return flask.jsonify(message_resource(found[0]))
+
+
+def parse_date_filter(name: str, value: str) -> date:
+    """Return the UTC date of a DateSent filter value, or raise 20001 if it is invalid."""
+    match = DATE_FILTER_PATTERN.match(value)
+    try:
+        return date.fromisoformat(match.group(1) if match else value)
+    except ValueError:
+        raise TwilioError(20001, f"Invalid {name} value {value!r}: use YYYY-MM-DD.") from None
+
+
+def parse_integer(args, name: str, default: int, minimum: int, maximum: int) -> int:
+    """Return an integer query parameter, or raise 20001 unless it is within the bounds."""
+    value = args.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not minimum <= int(value) <= maximum:
+        raise TwilioError(20001, f"{name} must be an integer from {minimum} to {maximum}.")
+    return int(value)
+
+
+def parse_list_filters(args) -> dict:
+    """Return the To, From and DateSent filters of a list request, with dates parsed."""
+    filters = {name: args[name] for name in ("To", "From") if name in args}
+    for name in DATE_COMPARISONS:
+        if name in args:
+            filters[name] = parse_date_filter(name, args[name])
+    return filters
+
+
+def matches_list_filters(delivery: Delivery, filters: dict) -> bool:
+    """Return whether a message passes every filter of a list request."""
+    if delivery.to != filters.get("To", delivery.to) or delivery.from_ != filters.get("From", delivery.from_):
+        return False
+    date_filters = [name for name in DATE_COMPARISONS if name in filters]
+    # A message that was never sent has no date_sent, so no DateSent filter matches it.
+    if date_filters and delivery.sent is None:
+        return False
+    return all(DATE_COMPARISONS[name](delivery.sent.date(), filters[name]) for name in date_filters)
+
+
+def page_uri(account_sid: str, args, page: int, page_size: int) -> str:
+    """Return the relative URI of one page of a message list with the same filters."""
+    query = [(name, args[name]) for name in ("To", "From", *DATE_COMPARISONS) if name in args]
+    query += [("PageSize", page_size), ("Page", page)]
+    return f"/{API_VERSION}/Accounts/{account_sid}/Messages.json?{urlencode(query)}"
+
+
+def list_page(account_sid: str, messages: list[dict], args, page: int, page_size: int) -> dict:
+    """Build one page of Twilio's list shape, which the SDK's Page class reads."""
+    start = page * page_size
+    records = messages[start : start + page_size]
+    has_next = start + page_size < len(messages)
+    return {
+        "messages": records,
+        "end": start + max(len(records) - 1, 0),
+        "first_page_uri": page_uri(account_sid, args, 0, page_size),
+        "next_page_uri": page_uri(account_sid, args, page + 1, page_size) if has_next else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": page_uri(account_sid, args, page - 1, page_size) if page > 0 else None,
+        "start": start,
+        "uri": page_uri(account_sid, args, page, page_size),
+    }
+
+
+@blueprint.get("/Accounts/<account_sid>/Messages.json")
+def list_messages(account_sid: str) -> flask.Response:
+    """List the account's messages, newest first, filtered by To, From and DateSent."""
+    authenticate(account_sid)
+    args = flask.request.args
+    filters = parse_list_filters(args)
+    page_size = parse_integer(args, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = parse_integer(args, "Page", 0, 0, MAX_PAGE_NUMBER)
+    found = [
+        delivery
+        for delivery in current_state().search_deliveries("twilio", account_sid)
+        if matches_list_filters(delivery, filters)
+    ]
+    found.sort(key=lambda delivery: delivery.sent or delivery.created, reverse=True)
+    messages = [message_resource(delivery) for delivery in found]
+    return flask.jsonify(list_page(account_sid, messages, args, page, page_size))

@@ -1,4 +1,4 @@
-"""Twilio Messages API (2010-04-01) response bodies and status callbacks."""
+"""Twilio Messages API (2010-04-01) response bodies, status callbacks and inbound webhooks."""
 
 from datetime import datetime
 
@@ -10,6 +10,8 @@ from sandbox.state import Delivery
 
 API_VERSION = "2010-04-01"
 FAILURE_STATUSES = ("failed", "undelivered")
+# Twilio's direction values for the sandbox's Delivery.direction.
+DIRECTIONS = {"outbound": "outbound-api", "inbound": "inbound", "reply": "outbound-reply"}
 
 
 def rfc2822(moment: datetime | None) -> str | None:
@@ -43,7 +45,7 @@ def message_resource(delivery: Delivery) -> dict:
         "date_created": rfc2822(delivery.created),
         "date_sent": rfc2822(delivery.sent),
         "date_updated": rfc2822(delivery.updated),
-        "direction": "outbound-api",
+        "direction": DIRECTIONS[delivery.direction],
         "error_code": delivery.error_code,
         "error_message": delivery.error_message,
         "from": delivery.from_,
@@ -78,15 +80,36 @@ def callback_params(delivery: Delivery, status: str, outcome: Outcome) -> dict:
     return params
 
 
-def signed_callback(url: str, params: dict, auth_token: str) -> Callback:
-    """Build a callback signed with X-Twilio-Signature over the exact URL and all fields."""
+def inbound_params(delivery: Delivery, media_types: list[str]) -> dict:
+    """Build the form fields of the inbound message webhook, with MediaUrlN and MediaContentTypeN."""
+    params = {
+        "AccountSid": delivery.account_id,
+        "ApiVersion": API_VERSION,
+        "Body": delivery.body,
+        "From": delivery.from_,
+        "MessageSid": delivery.id,
+        "NumMedia": str(len(delivery.media)),
+        "NumSegments": str(delivery.segment_count),
+        "SmsMessageSid": delivery.id,
+        "SmsSid": delivery.id,
+        "SmsStatus": "received",
+        "To": delivery.to,
+    }
+    for index, (url, content_type) in enumerate(zip(delivery.media, media_types)):
+        params[f"MediaUrl{index}"] = url
+        params[f"MediaContentType{index}"] = content_type
+    return params
+
+
+def signed_callback(url: str, params: dict, auth_token: str, event: str) -> Callback:
+    """Build a form post signed with X-Twilio-Signature over the exact URL and all fields."""
     signature = RequestValidator(auth_token).compute_signature(url, params)
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "User-Agent": "TwilioProxy/1.1",
         "X-Twilio-Signature": signature,
     }
-    return Callback(url=url, event=params["MessageStatus"], headers=headers, form=params)
+    return Callback(url=url, event=event, headers=headers, form=params)
 
 
 def status_step(delivery: Delivery, status: str, outcome: Outcome, is_last: bool, auth_token: str) -> Step:
@@ -95,7 +118,7 @@ def status_step(delivery: Delivery, status: str, outcome: Outcome, is_last: bool
     url = delivery.details.get("status_callback")
     callback = None
     if url:
-        callback = signed_callback(url, callback_params(delivery, status, outcome), auth_token)
+        callback = signed_callback(url, callback_params(delivery, status, outcome), auth_token, status)
     return Step(
         status=status,
         error_code=outcome.twilio_error_code if failed else None,

@@ -7,6 +7,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from notifier.status import map_status
 from notifier.providers.base import ProviderError, ProviderUnreachable, SendResult
 
 
@@ -16,9 +17,16 @@ class TwilioProvider:
     def __init__(self, account_sid, auth_token, sandbox_url=None, timeout=15):
         http_client = TwilioHttpClient(pool_connections=True, timeout=timeout)
         self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.media_prefix = "https://api.twilio.com/"
+        self.timeout = timeout
         if sandbox_url:
-            # The SDK builds every Messages URL from this base, so the sandbox gets the real requests.
+            # The SDK builds every Messages and Lookup URL from these bases, so the sandbox gets
+            # the real requests.
             self.client.api.base_url = sandbox_url.rstrip("/")
+            self.client.lookups.base_url = sandbox_url.rstrip("/")
+            self.media_prefix = sandbox_url.rstrip("/") + "/"
+        self._media_session = requests.Session()
+        self._media_session.auth = (account_sid, auth_token)
 
     def send(self, text):
         """Create the message at Twilio and return its SID and initial status."""
@@ -49,7 +57,55 @@ class TwilioProvider:
         except requests.RequestException as exc:
             raise ProviderUnreachable(type(exc).__name__) from exc
         code = str(message.error_code) if message.error_code else None
-        return message.status, code
+        return map_status("twilio", message.status), code
+
+    def fetch_media(self, url, max_bytes):
+        """Download an inbound attachment from Twilio; refuse URLs that are not Twilio's."""
+        if not url.startswith(self.media_prefix):
+            raise ProviderError("media-url", None, "not a Twilio media URL")
+        try:
+            with self._media_session.get(url, timeout=self.timeout, stream=True) as response:
+                if response.status_code >= 400:
+                    raise ProviderError(f"http-{response.status_code}", response.status_code)
+                return _read_capped(response, max_bytes)
+        except requests.RequestException as exc:
+            raise ProviderUnreachable(type(exc).__name__) from exc
+
+    def line_type(self, number):
+        """Return Twilio Lookup's line type for ``number`` (mobile, landline, …), or None."""
+        try:
+            found = self.client.lookups.v2.phone_numbers(number).fetch(fields="line_type_intelligence")
+        except TwilioException as exc:
+            raise ProviderError(getattr(exc, "code", None) or "http-unknown", getattr(exc, "status", None)) from exc
+        except requests.RequestException as exc:
+            raise ProviderUnreachable(type(exc).__name__) from exc
+        return (found.line_type_intelligence or {}).get("type")
+
+    def find_sent(self, to, sender, since, body):
+        """Return ``(sid, status, error_code)`` of a message Twilio took since ``since``, or None.
+
+        Twilio keeps the body, so a match needs the same body, sender and recipient.
+        """
+        try:
+            found = self.client.messages.list(to=to, from_=sender, date_sent_after=since, limit=50)
+        except TwilioException as exc:
+            raise ProviderError(getattr(exc, "code", None) or "http-unknown", getattr(exc, "status", None)) from exc
+        except requests.RequestException as exc:
+            raise ProviderUnreachable(type(exc).__name__) from exc
+        for message in found:
+            if message.body == body and message.date_created and message.date_created >= since:
+                code = str(message.error_code) if message.error_code else None
+                return message.sid, map_status("twilio", message.status), code
+        return None
+
+
+def _read_capped(response, max_bytes):
+    data = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        data.extend(chunk)
+        if len(data) > max_bytes:
+            raise ProviderError("media-too-large", response.status_code, f"over {max_bytes} bytes")
+    return bytes(data)
 
 
 def _validity_seconds(expires_at):

@@ -1,0 +1,71 @@
+"""Twilio's default opt-out handling on long codes: STOP blocks the sender, START lifts the block.
+
+Twilio handles these keywords itself, before it forwards the message to the inbound webhook,
+and it rejects later sends to the opted-out phone with error 21610. Bandwidth leaves keyword
+handling to the customer, so the sandbox applies none on Bandwidth numbers.
+"""
+
+import logging
+import uuid
+
+from sandbox import segments
+from sandbox.state import Delivery, SandboxState, utc_now
+
+logger = logging.getLogger("sandbox")
+
+# Twilio's default keywords for long codes and toll-free numbers. REVOKE and OPTOUT were
+# added on 2025-04-29.
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+OPT_OUT_CONFIRMATION = (
+    "You have successfully been unsubscribed. You will not receive any more messages from this "
+    "number. Reply START to resubscribe."
+)
+
+
+def keyword_of(body: str) -> str | None:
+    """Return the opt-out or opt-in keyword that the body consists of, or None."""
+    # Only a message that is the keyword alone counts, so "STOP please" is an ordinary message.
+    word = body.strip().upper()
+    if word in OPT_OUT_KEYWORDS or word in OPT_IN_KEYWORDS:
+        return word
+    return None
+
+
+def confirmation_reply(account_sid: str, clinic_number: str, phone: str) -> Delivery:
+    """Build the opt-out confirmation that Twilio sends back, as a message the phone received."""
+    now = utc_now()
+    return Delivery(
+        id="SM" + uuid.uuid4().hex,
+        provider="twilio",
+        account_id=account_sid,
+        to=phone,
+        from_=clinic_number,
+        body=OPT_OUT_CONFIRMATION,
+        media=[],
+        outcome="delivered",
+        status="delivered",
+        segment_count=segments.count_segments(OPT_OUT_CONFIRMATION),
+        created=now,
+        updated=now,
+        sent=now,
+        delivered_to_phone=now,
+        direction="reply",
+        callbacks_finished=True,
+    )
+
+
+def apply_keyword(state: SandboxState, account_sid: str, clinic_number: str, phone: str, body: str) -> str | None:
+    """Apply an opt-out or opt-in keyword sent to a Twilio clinic number, and return the keyword."""
+    keyword = keyword_of(body)
+    if keyword in OPT_OUT_KEYWORDS:
+        state.set_opted_out(clinic_number, phone, True)
+        reply = confirmation_reply(account_sid, clinic_number, phone)
+        state.add_delivery(reply)
+        logger.info("Phone opted out with %s: Twilio confirmation %s recorded", keyword, reply.id)
+    elif keyword in OPT_IN_KEYWORDS:
+        state.set_opted_out(clinic_number, phone, False)
+        logger.info("Phone opted back in with %s", keyword)
+    return keyword
