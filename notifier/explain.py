@@ -1,6 +1,7 @@
 """What staff read about each delivery: a status word, the reason and the action."""
 
-from notifier.classify import categories
+from notifier.classify import categories, classify
+from notifier.policy import RETRY_LIMITS
 
 FALLBACK_SENT = "Text Not Delivered — Message sent as Chat Notification to Client Instead."
 BOTH_BLOCKED = (
@@ -46,11 +47,17 @@ def staff_message(delivery):
 
 def retrying_text(delivery):
     """Return the sentence for a delivery waiting for its next attempt."""
-    attempt = f"attempt {delivery.attempts + 1} of {delivery.max_attempts}"
+    attempt = f"attempt {delivery.attempts + 1} of {_attempt_limit(delivery)}"
     if delivery.category == "temporary":
         return f"A transient issue; retrying automatically ({attempt}). If you see a pattern, escalate to support."
     reason = categories()[delivery.category]["reason"].format(code=delivery.error_code or "none")
     return f"{reason} Retrying once automatically ({attempt})."
+
+
+def _attempt_limit(delivery):
+    # The code's retry rule can allow fewer attempts than the delivery's own maximum.
+    rule = classify(delivery.provider, delivery.error_code or "none").retry
+    return min(RETRY_LIMITS.get(rule) or delivery.max_attempts, delivery.max_attempts)
 
 
 def _action(category):

@@ -42,7 +42,16 @@ def schedule_retry(delivery, when):
     statement = (
         update(Delivery)
         .where(Delivery.id == delivery.id, Delivery.attempts == delivery.attempts, Delivery.status_rank == 4)
-        .values(status="queued", status_rank=0, next_attempt_at=when, final_at=None, updated_at=utcnow())
+        # The next attempt gets a new provider message id; keeping the failed one would make
+        # its callbacks look like another message's and leave the retry unmatched.
+        .values(
+            status="queued",
+            status_rank=0,
+            next_attempt_at=when,
+            final_at=None,
+            provider_message_id=None,
+            updated_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     moved = db.session.execute(statement).rowcount == 1

@@ -1,6 +1,7 @@
 """Redis connection and the RQ queues, named by workload."""
 
 import logging
+from datetime import datetime, timezone
 
 import redis
 from flask import current_app
@@ -45,7 +46,7 @@ def enqueue_send(delivery, at=None):
         "failure_ttl": 7 * 24 * 3600,
     }
     try:
-        if at is None:
+        if at is None or at <= datetime.now(timezone.utc):
             queue(name).enqueue("notifier.jobs.send_text", delivery.id, **options)
         else:
             queue(name).enqueue_at(at, "notifier.jobs.send_text", delivery.id, **options)

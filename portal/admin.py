@@ -2,15 +2,16 @@
 
 import logging
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 
+from notifier import media
 from notifier.explain import staff_message
 from notifier.sending import InvalidMessage, find_or_create_client, send_message
 from portal.auth import safe_next, staff_required
 from portal.extensions import db
 from portal.forms import ConfirmForm, NewConversationForm, SendTextForm, StaffLoginForm
-from portal.models import Client, Message, StaffUser
+from portal.models import Attachment, Client, Consent, Message, PhoneLine, StaffUser
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -87,7 +88,19 @@ def conversation(client_id):
         messages=messages,
         form=SendTextForm(),
         staff_message=staff_message,
+        texting=texting_state(client),
     )
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@staff_required
+def attachment(attachment_id):
+    """Serve a stored attachment of a message in the staff member's clinic."""
+    found = db.session.get(Attachment, attachment_id)
+    if found is None or not found.storage_key:
+        abort(404)
+    get_client_or_404(found.message.client_id)
+    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
 
 
 @bp.post("/clients/<int:client_id>/messages")
@@ -106,6 +119,18 @@ def send(client_id):
     else:
         flash("Write a message of at most 1600 characters, then send again.", "error")
     return redirect(url_for("admin.conversation", client_id=client.id))
+
+
+def texting_state(client):
+    """Return what staff need to know about texting this client: consent and line type."""
+    clinic = client.clinic
+    consent = db.session.execute(
+        db.select(Consent).where(
+            Consent.sender_number == clinic.sender_number, Consent.client_number == client.mobile_number
+        )
+    ).scalar_one_or_none()
+    line = db.session.execute(db.select(PhoneLine).where(PhoneLine.number == client.mobile_number)).scalar_one_or_none()
+    return {"consent": consent, "line_type": line.line_type if line else "unknown", "line": line}
 
 
 def _scoped(statement):

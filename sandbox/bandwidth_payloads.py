@@ -1,4 +1,4 @@
-"""Bandwidth Messaging API v2 response bodies and status callback events."""
+"""Bandwidth Messaging API v2 response bodies, status callback events and inbound events."""
 
 from sandbox.callbacks import Callback, Step
 from sandbox.outcomes import Outcome
@@ -54,7 +54,7 @@ def list_item(delivery: Delivery) -> dict:
         "sourceTn": delivery.from_,
         "destinationTn": delivery.to,
         "messageStatus": delivery.status,
-        "messageDirection": "OUTBOUND",
+        "messageDirection": "INBOUND" if delivery.direction == "inbound" else "OUTBOUND",
         "messageType": "mms" if delivery.media else "sms",
         "segmentCount": delivery.segment_count,
         "errorCode": delivery.error_code,
@@ -80,6 +80,30 @@ def event(delivery: Delivery, event_type: str, description: str, error_code: int
     if error_code is not None:
         body["errorCode"] = error_code
     return body
+
+
+def received_event(delivery: Delivery) -> dict:
+    """Build the message-received event of an inbound message, which carries its text and media."""
+    message = {
+        "id": delivery.id,
+        "owner": delivery.to,
+        "applicationId": delivery.details["application_id"],
+        "time": iso_utc(delivery.created),
+        "segmentCount": delivery.segment_count,
+        "direction": "in",
+        "to": [delivery.to],
+        "from": delivery.from_,
+        "text": delivery.body,
+    }
+    if delivery.media:
+        message["media"] = list(delivery.media)
+    return {
+        "type": "message-received",
+        "time": iso_utc(utc_now()),
+        "description": "Incoming message received",
+        "to": delivery.to,
+        "message": message,
+    }
 
 
 def event_callback(delivery: Delivery, application: dict | None, event_body: dict) -> Callback | None:

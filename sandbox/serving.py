@@ -4,13 +4,14 @@ import re
 
 from werkzeug.serving import WSGIRequestHandler
 
-PHONE_PATH_PATTERN = re.compile(r"^/phones/[^/]+")
+# Paths that carry a phone number: phone pages and Twilio Lookup requests.
+PHONE_PATH_PATTERN = re.compile(r"^/(phones|v2/PhoneNumbers)/[^/]+")
 
 
 def redact_path(path: str) -> str:
-    """Drop the query string (it may carry numbers) and hide the number in /phones paths."""
+    """Drop the query string (it may carry numbers) and hide the number in /phones and lookup paths."""
     path = path.split("?", 1)[0]
-    return PHONE_PATH_PATTERN.sub("/phones/<number>", path)
+    return PHONE_PATH_PATTERN.sub(r"/\1/<number>", path)
 
 
 class RedactingRequestHandler(WSGIRequestHandler):

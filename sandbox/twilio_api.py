@@ -23,14 +23,17 @@ E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
 URL_PATTERN = re.compile(r"^https?://[^\s/]+")
 MAX_BODY_CHARACTERS = 1600
 MAX_MEDIA_URLS = 10
-# A DateSent filter value: a date, or a date-time as the SDK serializes date_sent_after and friends.
+# A DateSent filter value: a date, or the UTC date-time that the SDK sends for a date, whose time
+# of day is ignored.
 DATE_FILTER_PATTERN = re.compile(r"^(\d{4}-\d\d-\d\d)(T\d\d:\d\d:\d\dZ)?$")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_PAGE_NUMBER = 1_000_000
-# Twilio compares DateSent filters with whole UTC days, so all three bounds include the day given.
+# DateSent filters compare whole days in GMT, as Twilio's docs for the Messages list describe.
 # The SDK sends date_sent_after as "DateSent>" and date_sent_before as "DateSent<", which is what
 # the documented "DateSent>=YYYY-MM-DD" query string parses to.
+# NOTE: the docs say "on or before midnight on a date" for DateSent<=, which could also mean the
+# day itself is excluded. The sandbox includes it.
 DATE_COMPARISONS = {
     "DateSent": operator.eq,
     "DateSent>": operator.ge,
@@ -171,10 +174,12 @@ def fetch_message(account_sid: str, message_sid: str) -> flask.Response:
 def parse_date_filter(name: str, value: str) -> date:
     """Return the UTC date of a DateSent filter value, or raise 20001 if it is invalid."""
     match = DATE_FILTER_PATTERN.match(value)
-    try:
-        return date.fromisoformat(match.group(1) if match else value)
-    except ValueError:
-        raise TwilioError(20001, f"Invalid {name} value {value!r}: use YYYY-MM-DD.") from None
+    if match:
+        try:
+            return date.fromisoformat(match.group(1))
+        except ValueError:
+            pass  # A well-formed but impossible date, such as 2025-02-30.
+    raise TwilioError(20001, f"Invalid {name} value {value!r}: use YYYY-MM-DD.")
 
 
 def parse_integer(args, name: str, default: int, minimum: int, maximum: int) -> int:

@@ -106,9 +106,10 @@ class Dispatcher:
 
 
 @pytest.fixture(scope="session")
-def live(redis_url, database_url):
+def live(redis_url, database_url, tmp_path_factory):
     """Start the Pawpost app and the sandbox carrier on real HTTP servers, with a migrated database."""
     dispatcher = Dispatcher()
+    media_dir = tmp_path_factory.mktemp("media")
     web = ServerThread(dispatcher)
     carrier_app = sandbox.create_app({"callback_delay": 0.02})
     carrier = ServerThread(carrier_app)
@@ -121,6 +122,9 @@ def live(redis_url, database_url):
             "PAWPOST_BASE_URL": web.url,
             "PAWPOST_SANDBOX_URL": carrier.url,
             "PAWPOST_SEND_TIMEOUT_SECONDS": 5,
+            # Retries run at once, so a test's worker burst sees them.
+            "PAWPOST_RETRY_BASE_SECONDS": 0,
+            "PAWPOST_MEDIA_DIR": str(media_dir),
         }
     )
     dispatcher.app = app

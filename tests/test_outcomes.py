@@ -1,8 +1,8 @@
 """What the API reports for each outcome of the sandbox's suffix table, per provider and fallback setting.
 
-Each case sends through the API, then runs the worker (with its scheduler, so retries are sent)
-and waits for the sandbox's callbacks until no text of the message is waiting to be sent.
-Retries are due at once because the retry base delay is set to zero.
+Each case sends through the API, then runs the worker and waits for the sandbox's callbacks
+until no text of the message is waiting to be sent: retries and pointer texts each take a round.
+The test app's retry base delay is zero, so a retry is queued as soon as it is scheduled.
 """
 
 import tomllib
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_worker
 from helpers import bearer, delivery, send_via_api, wait_for_callbacks
-from notifier.worker import build_worker
 
 # Rounds of worker run and callbacks: first attempt, retry, pointer, and spare ones.
 MAX_ROUNDS = 6
@@ -83,11 +83,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def immediate_retries(app, monkeypatch):
-    monkeypatch.setitem(app.config, "PAWPOST_RETRY_BASE_SECONDS", 0)
-
-
 def texts_waiting(message_id):
     return [
         channel
@@ -100,7 +95,7 @@ def settled(client, live, token, number):
     """Send to ``number`` and return the API's view once no text of the message is waiting."""
     message_id = send_via_api(client, token, number)
     for _ in range(MAX_ROUNDS):
-        build_worker(live.app).work(burst=True, with_scheduler=True)
+        run_worker(live.app)
         wait_for_callbacks(live)
         if not texts_waiting(message_id):
             break
@@ -157,3 +152,41 @@ def test_filtered_without_fallback_one_send(client, live, factory, provider):
     assert "pointer" not in deliveries
     assert deliveries["portal"]["staff_message"] == "In the Pet Portal inbox."
     assert len(creates) == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "suffix", "staff_message"),
+    [
+        (
+            "twilio",
+            "60",
+            "A transient issue; retrying automatically (attempt 2 of 2). "
+            "If you see a pattern, escalate to support.",
+        ),
+        (
+            "bandwidth",
+            "60",
+            "A transient issue; retrying automatically (attempt 2 of 2). "
+            "If you see a pattern, escalate to support.",
+        ),
+        (
+            "twilio",
+            "90",
+            "The provider reported error 30999, which Pawpost does not recognise yet. "
+            "Retrying once automatically (attempt 2 of 2).",
+        ),
+    ],
+)
+def test_retry_pending_shown(client, live, factory, provider, suffix, staff_message):
+    clinic = factory.clinic(provider)
+    token = factory.api_token(clinic)
+    message_id = send_via_api(client, token, f"+155512300{suffix}")
+    run_worker(live.app)
+    wait_for_callbacks(live)
+
+    body = client.get(f"/api/v1/messages/{message_id}", headers=bearer(token)).get_json()
+    sms = next(d for d in body["deliveries"] if d["channel"] == "sms")
+
+    assert sms["status"] == "queued"
+    assert sms["attempts"] == 1
+    assert sms["staff_message"] == staff_message
