@@ -79,6 +79,8 @@ def load(overrides=None):
         "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
         "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
         "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        # Look up the line type of each new number (Twilio Lookup v2, a paid add-on).
+        "PAWPOST_LINE_TYPE_LOOKUP": _bool("LINE_TYPE_LOOKUP", False),
         # Attachments live here, outside the web root; only Pawpost's own routes serve them.
         "PAWPOST_MEDIA_DIR": _env("MEDIA_DIR", os.path.abspath(os.path.join("instance", "media"))),
         "SESSION_COOKIE_HTTPONLY": True,

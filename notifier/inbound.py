@@ -56,7 +56,7 @@ def _check_sender(from_number, clinic):
 
 
 def _new_message(clinic, provider_message_id, from_number, body, media_urls):
-    client = find_or_create_client(clinic, from_number)
+    client, _created = find_or_create_client(clinic, from_number)
     message = Message(
         clinic_id=clinic.id,
         client_id=client.id,

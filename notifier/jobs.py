@@ -10,7 +10,7 @@ from notifier import media, metrics, policy, providers, queues, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
-from portal.models import STATUS_RANK, Delivery, Message, PortalToken, utcnow
+from portal.models import STATUS_RANK, Client, Delivery, Message, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +157,20 @@ def fetch_attachments(message_id):
         db.session.commit()
     db.session.commit()
     return "stored"
+
+
+def check_line_type(client_id):
+    """Look up a client's line type at the provider and remember a landline before any text fails."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        return "missing"
+    try:
+        line_type = _adapter(client.clinic).line_type(client.mobile_number)
+    except (ProviderError, ProviderUnreachable) as exc:
+        log.warning("Line-type lookup for client %s failed (%s); texts will tell instead.", client.id, exc)
+        return "failed"
+    if line_type in ("landline", "mobile"):
+        policy.record_line_type(client.mobile_number, line_type, "lookup", f"{client.clinic.provider} lookup")
+        db.session.commit()
+    log.info("Line-type lookup for client %s: %s.", client.id, line_type)
+    return line_type or "unknown"

@@ -77,3 +77,11 @@ def enqueue_media_fetch(message_id):
         log.warning("Could not queue the attachments of message %s (%s).", message_id, exc)
         return False
     return True
+
+
+def enqueue_line_type_check(client_id):
+    """Queue a line-type lookup of a client's number; a lost one only means no early landline warning."""
+    try:
+        queue("default").enqueue("notifier.jobs.check_line_type", client_id, result_ttl=600)
+    except redis.exceptions.RedisError as exc:
+        log.warning("Could not queue the line-type check of client %s (%s).", client_id, exc)

@@ -38,7 +38,7 @@ def validate_body(body):
 
 
 def find_or_create_client(clinic, raw_number, name=""):
-    """Return the clinic's client with this number, creating one if none exists."""
+    """Return ``(client, created)`` for the clinic's client with this number, creating one if none exists."""
     try:
         e164, _extension = normalize(raw_number, clinic.country)
     except InvalidPhoneNumber as exc:
@@ -46,15 +46,25 @@ def find_or_create_client(clinic, raw_number, name=""):
 
     client = _client_by_number(clinic, e164)
     if client is not None:
-        return client
+        return client, False
     client = Client(clinic_id=clinic.id, mobile_number=e164, name=name or "")
     try:
         with db.session.begin_nested():
             db.session.add(client)
     except IntegrityError:
         # Another request created the same client a moment ago.
-        client = _client_by_number(clinic, e164)
-    return client
+        return _client_by_number(clinic, e164), False
+    return client, True
+
+
+def check_new_number(client):
+    """Queue a line-type lookup for a new number when the clinic's provider offers one.
+
+    Call after the client is committed. Only Twilio has a lookup (Lookup v2), and it is paid,
+    so it runs only with PAWPOST_LINE_TYPE_LOOKUP on.
+    """
+    if client.clinic.provider == "twilio" and current_app.config["PAWPOST_LINE_TYPE_LOOKUP"]:
+        queues.enqueue_line_type_check(client.id)
 
 
 def _client_by_number(clinic, e164):

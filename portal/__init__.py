@@ -3,6 +3,7 @@
 from flask import Flask
 
 import config
+from portal import sqlite  # noqa: F401  (registers the SQLite engine hooks)
 from portal.extensions import csrf, db, login_manager, migrate
 
 

@@ -7,7 +7,7 @@ from flask_login import current_user, login_user, logout_user
 
 from notifier import media
 from notifier.explain import staff_message
-from notifier.sending import InvalidMessage, find_or_create_client, send_message
+from notifier.sending import InvalidMessage, check_new_number, find_or_create_client, send_message
 from portal.auth import safe_next, staff_required
 from portal.extensions import db
 from portal.forms import ConfirmForm, NewConversationForm, SendTextForm, StaffLoginForm
@@ -65,12 +65,14 @@ def new_conversation():
         flash("Enter a mobile number and a message, then send again.", "error")
         return redirect(url_for("admin.clients"))
     try:
-        client = find_or_create_client(current_user.clinic, form.to.data)
+        client, created = find_or_create_client(current_user.clinic, form.to.data)
         send_message(client, form.body.data, source="admin", author=current_user)
     except InvalidMessage as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("admin.clients"))
+    if created:
+        check_new_number(client)
     return redirect(url_for("admin.conversation", client_id=client.id))
 
 

@@ -6,7 +6,7 @@ from functools import wraps
 from flask import Blueprint, g, jsonify, request
 
 from notifier.explain import staff_message
-from notifier.sending import InvalidMessage, find_or_create_client, send_message
+from notifier.sending import InvalidMessage, check_new_number, find_or_create_client, send_message, validate_body
 from portal.extensions import csrf, db
 from portal.models import ApiToken, Message
 
@@ -67,11 +67,15 @@ def create_message():
             raise ApiError(400, "invalid_field", f"'{field}' is required and must be a string.", field)
 
     try:
-        client = find_or_create_client(g.clinic, data["to"])
-        message = send_message(client, data["body"], source="api")
+        # The body is checked before the client is created, so a rejected request writes nothing.
+        body = validate_body(data["body"])
+        client, created = find_or_create_client(g.clinic, data["to"])
+        message = send_message(client, body, source="api")
     except InvalidMessage as exc:
         db.session.rollback()
         raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+    if created:
+        check_new_number(client)
     return jsonify(message_json(message)), 201, {"Location": f"/api/v1/messages/{message.id}"}
 
 

@@ -55,4 +55,7 @@ def safe_next(target):
     """Return ``target`` if it is a path on this site, else None."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
+    # Browsers drop tabs and newlines from a URL, so "/\t/evil.example" would lead off-site.
+    if not target.isprintable():
+        return None
     return target

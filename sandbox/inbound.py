@@ -109,7 +109,7 @@ def receive_twilio(state: SandboxState, phone: str, request: dict, clinic: dict)
     delivery = inbound_delivery("SM" + uuid.uuid4().hex, "twilio", account_sid, phone, request)
     delivery.media = add_twilio_media(state, base_url, account_sid, auth_token, delivery.id, request["media"])
     # Twilio records the opt-out and sends its confirmation before it forwards the message.
-    apply_keyword(state, account_sid, request["to"], phone, request["body"])
+    apply_keyword(state, delivery)
     params = inbound_params(delivery, [PNG_CONTENT_TYPE] * len(delivery.media))
     callback = signed_callback(clinic["inbound_url"], params, auth_token, "received")
     return delivery, post_webhook(state, delivery, callback, request["repeat"])

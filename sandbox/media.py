@@ -77,7 +77,7 @@ def twilio_media(account_sid: str, message_sid: str, media_sid: str) -> flask.Re
 def bandwidth_media(account_id: str, media_name: str) -> flask.Response:
     """Return one media file of a Bandwidth account, or 404 not-found."""
     # The SDK's get_media percent-encodes the slashes of a media id, and the server decodes
-    # them back before routing, so the path converter sees the same name either way.
+    # them before routing, so the path converter matches the same name either way.
     authenticate()
     media = current_state().find_media(bandwidth_media_path(account_id, media_name))
     if media is None:

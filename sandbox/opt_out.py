@@ -57,15 +57,17 @@ def confirmation_reply(account_sid: str, clinic_number: str, phone: str) -> Deli
     )
 
 
-def apply_keyword(state: SandboxState, account_sid: str, clinic_number: str, phone: str, body: str) -> str | None:
-    """Apply an opt-out or opt-in keyword sent to a Twilio clinic number, and return the keyword."""
-    keyword = keyword_of(body)
+def apply_keyword(state: SandboxState, message: Delivery) -> str | None:
+    """Apply an opt-out or opt-in keyword that a phone sent to a Twilio clinic number, and return it."""
+    keyword = keyword_of(message.body)
+    clinic_number, phone = message.to, message.from_
     if keyword in OPT_OUT_KEYWORDS:
         state.set_opted_out(clinic_number, phone, True)
-        reply = confirmation_reply(account_sid, clinic_number, phone)
+        reply = confirmation_reply(message.account_id, clinic_number, phone)
         state.add_delivery(reply)
-        logger.info("Phone opted out with %s: Twilio confirmation %s recorded", keyword, reply.id)
+        # The keyword stays out of the log because it is the message body.
+        logger.info("Inbound message %s opted the phone out: confirmation %s recorded", message.id, reply.id)
     elif keyword in OPT_IN_KEYWORDS:
         state.set_opted_out(clinic_number, phone, False)
-        logger.info("Phone opted back in with %s", keyword)
+        logger.info("Inbound message %s opted the phone back in", message.id)
     return keyword

@@ -245,11 +245,10 @@ def list_messages(account_sid: str) -> flask.Response:
     filters = parse_list_filters(args)
     page_size = parse_integer(args, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = parse_integer(args, "Page", 0, 0, MAX_PAGE_NUMBER)
-    found = [
-        delivery
-        for delivery in current_state().search_deliveries("twilio", account_sid)
-        if matches_list_filters(delivery, filters)
-    ]
-    found.sort(key=lambda delivery: delivery.sent or delivery.created, reverse=True)
+    # Reversing the stored (oldest first) order before the stable sort keeps the later of two
+    # messages with the same date_created first.
+    stored = reversed(current_state().search_deliveries("twilio", account_sid))
+    found = [delivery for delivery in stored if matches_list_filters(delivery, filters)]
+    found.sort(key=lambda delivery: delivery.created, reverse=True)
     messages = [message_resource(delivery) for delivery in found]
     return flask.jsonify(list_page(account_sid, messages, args, page, page_size))

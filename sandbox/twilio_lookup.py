@@ -6,7 +6,6 @@ import flask
 import phonenumbers
 
 from sandbox.outcomes import SUFFIX_OUTCOMES
-from sandbox.phones import normalize_number
 from sandbox.request_log import log_requests_of
 from sandbox.twilio_api import TwilioError, render_twilio_error
 
@@ -110,7 +109,6 @@ def phone_number_resource(number: str, parsed: phonenumbers.PhoneNumber, fields:
 def fetch_phone_number(number: str) -> flask.Response:
     """Look up one E.164 number, with the data packages named in the comma-separated Fields."""
     authenticate()
-    number = normalize_number(number)
     parsed = parse_number(number)
     fields = {field.strip() for field in flask.request.args.get("Fields", "").split(",") if field.strip()}
     return flask.jsonify(phone_number_resource(number, parsed, fields))

@@ -23,7 +23,7 @@ def send_via_api(client, token, to, body=BODY):
 
 def delivery(message_id, channel):
     """Return the message's delivery on ``channel`` as stored now, or None."""
-    db.session.expire_all()
+    db.session.rollback()
     return db.session.execute(
         db.select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == channel)
     ).scalar_one_or_none()
@@ -72,13 +72,13 @@ def outbound_sms(clinic, client, status="accepted", attempts=1, provider_message
 
 def provider_events():
     """Return every provider event row, oldest first."""
-    db.session.expire_all()
+    db.session.rollback()
     return db.session.execute(db.select(ProviderEvent).order_by(ProviderEvent.id)).scalars().all()
 
 
 def count(model, *conditions):
     """Return how many rows of ``model`` match ``conditions``."""
-    db.session.expire_all()
+    db.session.rollback()
     statement = db.select(db.func.count()).select_from(model)
     if conditions:
         statement = statement.where(*conditions)

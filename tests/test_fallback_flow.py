@@ -20,7 +20,7 @@ def send_via_api(client, token, to, body=ORIGINAL):
 
 
 def delivery(message_id, channel):
-    db.session.expire_all()
+    db.session.rollback()
     return db.session.execute(
         db.select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == channel)
     ).scalar_one_or_none()
@@ -90,7 +90,7 @@ def test_pointer_link_get_spends_nothing_and_post_signs_in(client, live, factory
     link = re.search(r"/p/\S+", received(live, "+15551230010")[0]["body"]).group(0)
 
     confirm = client.get(link)
-    db.session.expire_all()
+    db.session.rollback()
     token = db.session.execute(db.select(PortalToken)).scalar_one()
     assert confirm.status_code == 200
     assert b"Open my message" in confirm.data

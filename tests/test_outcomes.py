@@ -120,15 +120,6 @@ def test_outcome_reported(client, live, factory, provider, fallback, suffix):
 
 
 @pytest.mark.parametrize("provider", ["twilio", "bandwidth"])
-def test_unmapped_code_shown_raw(client, live, factory, provider):
-    clinic = factory.clinic(provider)
-
-    sms = settled(client, live, factory.api_token(clinic), "+15551230090")["sms"]
-
-    assert ("30999" if provider == "twilio" else "4999") in sms["staff_message"]
-
-
-@pytest.mark.parametrize("provider", ["twilio", "bandwidth"])
 def test_pointer_blocked_too(client, live, factory, provider):
     clinic = factory.clinic(provider, fallback=True)
 

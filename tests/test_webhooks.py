@@ -404,7 +404,7 @@ def post_bandwidth(client, clinic, events, auth=None, **kwargs):
 
 
 def inbound_messages():
-    db.session.expire_all()
+    db.session.rollback()
     return db.session.execute(db.select(Message).where(Message.direction == "inbound")).scalars().all()
 
 
