@@ -2,14 +2,15 @@
 
 import logging
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, abort, redirect, render_template, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import update
 
+from notifier import media
 from portal.auth import client_required
 from portal.extensions import db
 from portal.forms import ConfirmForm
-from portal.models import Client, Delivery, Message, PortalToken, utcnow
+from portal.models import Attachment, Client, Delivery, Message, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("portal", __name__)
@@ -64,11 +65,12 @@ def open_link(token):
 @bp.get("/inbox")
 @client_required
 def inbox():
-    """List the pet parent's messages from their clinic, newest first."""
+    """List the pet parent's conversation with their clinic, newest first, their own replies included."""
     rows = db.session.execute(
         db.select(Message, Delivery)
-        .join(Delivery, (Delivery.message_id == Message.id) & (Delivery.channel == "portal"))
+        .outerjoin(Delivery, (Delivery.message_id == Message.id) & (Delivery.channel == "portal"))
         .where(Message.client_id == current_user.id)
+        .where((Message.direction == "inbound") | (Delivery.id.is_not(None)))
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(100)
     ).all()
@@ -110,9 +112,22 @@ def logout():
 def get_message_or_404(message_id):
     """Return the message if it belongs to the signed-in pet parent, else 404."""
     found = db.session.get(Message, message_id)
-    if found is None or found.client_id != current_user.id or found.delivery("portal") is None:
+    if found is None or found.client_id != current_user.id:
+        abort(404)
+    if found.direction != "inbound" and found.delivery("portal") is None:
         abort(404)
     return found
+
+
+@bp.get("/inbox/attachments/<int:attachment_id>")
+@client_required
+def attachment(attachment_id):
+    """Serve a photo or video of the signed-in pet parent's own conversation."""
+    found = db.session.get(Attachment, attachment_id)
+    if found is None or not found.storage_key:
+        abort(404)
+    get_message_or_404(found.message_id)
+    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
 
 
 def _usable_token(raw):

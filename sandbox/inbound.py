@@ -89,10 +89,15 @@ def inbound_delivery(message_id: str, provider: str, account_id: str, phone: str
     )
 
 
-def post_webhook(state: SandboxState, delivery: Delivery, callback: Callback | None, repeat: int) -> list[dict]:
+def post_webhook(
+    state: SandboxState, delivery: Delivery, callback: Callback | None, repeat: int
+) -> list[dict]:
     """Store the inbound message, post its webhook `repeat` times and return the post records."""
     generation = state.add_delivery(delivery)
     if callback is None:
+        logger.warning(
+            "Skipped the webhook of inbound message %s: its application has no callback_url", delivery.id
+        )
         skipped = {"event": "message-received", "skipped": "the application has no callback_url"}
         state.record_callback(delivery, skipped, generation)
         records = [skipped]
@@ -102,7 +107,9 @@ def post_webhook(state: SandboxState, delivery: Delivery, callback: Callback | N
     return records
 
 
-def receive_twilio(state: SandboxState, phone: str, request: dict, clinic: dict) -> tuple[Delivery, list[dict]]:
+def receive_twilio(
+    state: SandboxState, phone: str, request: dict, clinic: dict
+) -> tuple[Delivery, list[dict]]:
     """Apply opt-out keywords, then post Twilio's signed inbound webhook to the clinic's inbound_url."""
     base_url = flask.request.host_url.rstrip("/")
     account_sid, auth_token = clinic["account_sid"], clinic["auth_token"]
@@ -115,7 +122,9 @@ def receive_twilio(state: SandboxState, phone: str, request: dict, clinic: dict)
     return delivery, post_webhook(state, delivery, callback, request["repeat"])
 
 
-def receive_bandwidth(state: SandboxState, phone: str, request: dict, clinic: dict) -> tuple[Delivery, list[dict]]:
+def receive_bandwidth(
+    state: SandboxState, phone: str, request: dict, clinic: dict
+) -> tuple[Delivery, list[dict]]:
     """Post a message-received event to the callback_url of the clinic number's application."""
     base_url = flask.request.host_url.rstrip("/")
     message_id = new_message_id()
@@ -132,7 +141,9 @@ def send_from_phone(number: str) -> tuple[flask.Response, int]:
     """Deliver a message from the phone to a clinic number, and return 202 with the webhook result."""
     phone = normalize_number(number)
     if not E164_PATTERN.match(phone):
-        raise InboundError(400, "The phone number in the path is invalid. Use E.164, as in /phones/+15551230001/send.")
+        raise InboundError(
+            400, "The phone number in the path is invalid. Use E.164, as in /phones/+15551230001/send."
+        )
     request = parse_send_request(flask.request.get_json(silent=True))
     state = current_state()
     clinic = state.clinic_number(request["to"])
@@ -141,6 +152,13 @@ def send_from_phone(number: str) -> tuple[flask.Response, int]:
     receive = receive_twilio if clinic["provider"] == "twilio" else receive_bandwidth
     delivery, records = receive(state, phone, request, clinic)
     delivered = all(record.get("delivered") for record in records)
-    logger.info("Inbound %s message %s posted to the clinic, delivered: %s", delivery.provider, delivery.id, delivered)
-    result = {"id": delivery.id, "delivered": delivered, "status": records[-1].get("http_status"), "webhooks": records}
+    logger.info(
+        "Inbound %s message %s posted to the clinic, delivered: %s", delivery.provider, delivery.id, delivered
+    )
+    result = {
+        "id": delivery.id,
+        "delivered": delivered,
+        "status": records[-1].get("http_status"),
+        "webhooks": records,
+    }
     return flask.jsonify(result), 202

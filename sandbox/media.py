@@ -42,7 +42,9 @@ def add_twilio_media(
     return urls
 
 
-def add_bandwidth_media(state: SandboxState, base_url: str, account_id: str, message_id: str, count: int) -> list[str]:
+def add_bandwidth_media(
+    state: SandboxState, base_url: str, account_id: str, message_id: str, count: int
+) -> list[str]:
     """Store `count` PNG files for a Bandwidth inbound message and return their absolute URLs."""
     urls = []
     for index in range(count):

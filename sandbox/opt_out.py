@@ -13,11 +13,8 @@ from sandbox.state import Delivery, SandboxState, utc_now
 
 logger = logging.getLogger("sandbox")
 
-# Twilio's default keywords for long codes and toll-free numbers. REVOKE and OPTOUT were
-# added on 2025-04-29.
-OPT_OUT_KEYWORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
+# Twilio's default opt-out and opt-in keywords for long codes and toll-free numbers.
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 OPT_OUT_CONFIRMATION = (
     "You have successfully been unsubscribed. You will not receive any more messages from this "

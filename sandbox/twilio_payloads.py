@@ -95,7 +95,7 @@ def inbound_params(delivery: Delivery, media_types: list[str]) -> dict:
         "SmsStatus": "received",
         "To": delivery.to,
     }
-    for index, (url, content_type) in enumerate(zip(delivery.media, media_types)):
+    for index, (url, content_type) in enumerate(zip(delivery.media, media_types, strict=True)):
         params[f"MediaUrl{index}"] = url
         params[f"MediaContentType{index}"] = content_type
     return params

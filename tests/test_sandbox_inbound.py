@@ -84,7 +84,9 @@ class Receiver:
             self.requests.append(record)
             failing = self.failures_left > 0
             self.failures_left -= 1 if failing else 0
-        return Response("fail" if failing else "<Response/>", status=500 if failing else 200)(environ, start_response)
+        return Response("fail" if failing else "<Response/>", status=500 if failing else 200)(
+            environ, start_response
+        )
 
     def received(self, path):
         """Return the requests received on one path so far."""
@@ -125,7 +127,11 @@ def sandbox_config(receiver, **overrides):
                 "account_sid": ACCOUNT_SID,
                 "auth_token": AUTH_TOKEN,
             },
-            BANDWIDTH_CLINIC: {"provider": "bandwidth", "application_id": BW_APPLICATION, "account_id": BW_ACCOUNT},
+            BANDWIDTH_CLINIC: {
+                "provider": "bandwidth",
+                "application_id": BW_APPLICATION,
+                "account_id": BW_ACCOUNT,
+            },
         },
         **overrides,
     }
@@ -154,7 +160,9 @@ def sandbox_url(start_sandbox, receiver):
 
 def phone_sends(base_url, to, body="Rex ate a sock", phone=PHONE, **extra):
     """Send a message from the phone to a clinic number and return the HTTP response."""
-    return requests.post(f"{base_url}/phones/{phone}/send", json={"to": to, "body": body, **extra}, timeout=30)
+    return requests.post(
+        f"{base_url}/phones/{phone}/send", json={"to": to, "body": body, **extra}, timeout=30
+    )
 
 
 def twilio_client(base_url):
@@ -222,7 +230,9 @@ def test_twilio_inbound_signed_webhook(sandbox_url, receiver):
     form = webhook["form"]
     assert webhook["url"] == inbound_url(receiver)
     assert webhook["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
-    assert RequestValidator(AUTH_TOKEN).validate(inbound_url(receiver), form, webhook["headers"]["X-Twilio-Signature"])
+    assert RequestValidator(AUTH_TOKEN).validate(
+        inbound_url(receiver), form, webhook["headers"]["X-Twilio-Signature"]
+    )
     assert form["MessageSid"] == result["id"]
     assert form["SmsSid"] == result["id"]
     assert form["AccountSid"] == ACCOUNT_SID
@@ -237,7 +247,9 @@ def test_twilio_inbound_signed_webhook(sandbox_url, receiver):
 def test_twilio_inbound_media_serves_pngs(sandbox_url, receiver):
     message_sid = phone_sends(sandbox_url, TWILIO_CLINIC, media=3).json()["id"]
     form = receiver.received(INBOUND_PATH)[0]["form"]
-    url_pattern = rf"{sandbox_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{message_sid}/Media/ME[0-9a-f]{{32}}"
+    url_pattern = (
+        rf"{sandbox_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{message_sid}/Media/ME[0-9a-f]{{32}}"
+    )
     colours = []
     for index in range(3):
         assert form[f"MediaContentType{index}"] == "image/png"
@@ -273,7 +285,9 @@ def test_twilio_inbound_repeat_posts_twice(sandbox_url, receiver):
     assert [webhook["form"]["MessageSid"] for webhook in webhooks] == [result["id"], result["id"]]
     validator = RequestValidator(AUTH_TOKEN)
     for webhook in webhooks:
-        assert validator.validate(inbound_url(receiver), webhook["form"], webhook["headers"]["X-Twilio-Signature"])
+        assert validator.validate(
+            inbound_url(receiver), webhook["form"], webhook["headers"]["X-Twilio-Signature"]
+        )
     assert len(result["webhooks"]) == 2
     assert result["delivered"] is True
 
@@ -347,6 +361,17 @@ def test_bandwidth_inbound_repeat_same_id(sandbox_url, receiver):
     assert [event["message"]["id"] for event in events] == [result["id"], result["id"]]
 
 
+def test_bandwidth_inbound_without_callback_url(start_sandbox, receiver):
+    config = sandbox_config(receiver)
+    config["bandwidth_applications"][BW_APPLICATION] = {}
+    base_url = start_sandbox(config)
+    response = phone_sends(base_url, BANDWIDTH_CLINIC)
+    assert response.status_code == 202
+    assert response.json()["delivered"] is False
+    assert response.json()["status"] is None
+    assert receiver.requests == []
+
+
 def test_bandwidth_get_media_through_sdk(sandbox_url, receiver):
     phone_sends(sandbox_url, BANDWIDTH_CLINIC, media=2)
     urls = bandwidth_events(receiver)[0]["message"]["media"]
@@ -366,9 +391,9 @@ def test_bandwidth_media_needs_auth(sandbox_url, receiver):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/png"
     with pytest.raises(UnauthorizedException):
-        MediaApi(ApiClient(Configuration(host=sandbox_url + "/api/v2", ignore_operation_servers=True))).get_media(
-            BW_ACCOUNT, url.split("/media/", 1)[1]
-        )
+        MediaApi(
+            ApiClient(Configuration(host=sandbox_url + "/api/v2", ignore_operation_servers=True))
+        ).get_media(BW_ACCOUNT, url.split("/media/", 1)[1])
 
 
 def test_bandwidth_unknown_media_is_404(sandbox_url):
@@ -380,7 +405,9 @@ def test_bandwidth_unknown_media_is_404(sandbox_url):
 def test_bandwidth_search_lists_inbound(sandbox_url):
     result = phone_sends(sandbox_url, BANDWIDTH_CLINIC).json()
     url = f"{sandbox_url}/api/v2/users/{BW_ACCOUNT}/messages"
-    found = requests.get(url, params={"messageDirection": "INBOUND"}, auth=("user", "password"), timeout=5).json()
+    found = requests.get(
+        url, params={"messageDirection": "INBOUND"}, auth=("user", "password"), timeout=5
+    ).json()
     assert [item["messageId"] for item in found["messages"]] == [result["id"]]
     assert found["messages"][0]["messageStatus"] == "RECEIVED"
     assert found["messages"][0]["sourceTn"] == PHONE
@@ -411,7 +438,9 @@ def test_send_rejects_invalid_request(sandbox_url, receiver, payload, status):
 
 
 def test_send_rejects_invalid_phone(sandbox_url):
-    response = requests.post(f"{sandbox_url}/phones/5551230001x/send", json={"to": TWILIO_CLINIC, "body": "hi"}, timeout=5)
+    response = requests.post(
+        f"{sandbox_url}/phones/5551230001x/send", json={"to": TWILIO_CLINIC, "body": "hi"}, timeout=5
+    )
     assert response.status_code == 400
 
 
@@ -426,7 +455,9 @@ def test_send_media_only_is_accepted(sandbox_url, receiver):
 
 def send_from_clinic(base_url, to=PHONE):
     """Send one message from the Twilio clinic number through the SDK."""
-    return twilio_client(base_url).messages.create(to=to, from_=TWILIO_CLINIC, body="Rex is due for his booster.")
+    return twilio_client(base_url).messages.create(
+        to=to, from_=TWILIO_CLINIC, body="Rex is due for his booster."
+    )
 
 
 def test_stop_then_start_through_sdk(sandbox_url, receiver):
@@ -502,7 +533,12 @@ def test_reset_clears_opt_outs_and_media(sandbox_url, receiver):
 
 def wait_all_finished(base_url):
     """Wait until every stored message has posted all of its callbacks."""
-    wait_for(lambda: all(item["callbacks_finished"] for item in requests.get(base_url + "/sandbox/messages", timeout=5).json()))
+    wait_for(
+        lambda: all(
+            item["callbacks_finished"]
+            for item in requests.get(base_url + "/sandbox/messages", timeout=5).json()
+        )
+    )
 
 
 def test_list_filters_by_to_and_from(sandbox_url):
@@ -565,7 +601,9 @@ def test_list_other_account_is_empty(sandbox_url):
     assert other.messages.list() == []
 
 
-@pytest.mark.parametrize("query", ["DateSent>=yesterday", "DateSent=2025-02-30", "PageSize=0", "PageSize=abc"])
+@pytest.mark.parametrize(
+    "query", ["DateSent>=yesterday", "DateSent=2025-02-30", "PageSize=0", "PageSize=abc"]
+)
 def test_list_invalid_query_is_20001(sandbox_url, query):
     url = f"{sandbox_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?{query}"
     response = requests.get(url, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
@@ -581,7 +619,9 @@ def test_list_invalid_query_is_20001(sandbox_url, query):
     [("+15551230020", "landline", "Sandbox Telephone"), ("+15551230001", "mobile", "Sandbox Wireless")],
 )
 def test_lookup_line_type(sandbox_url, number, line_type, carrier):
-    result = twilio_client(sandbox_url).lookups.v2.phone_numbers(number).fetch(fields="line_type_intelligence")
+    result = (
+        twilio_client(sandbox_url).lookups.v2.phone_numbers(number).fetch(fields="line_type_intelligence")
+    )
     assert result.line_type_intelligence["type"] == line_type
     assert result.line_type_intelligence["carrier_name"] == carrier
     assert result.line_type_intelligence["error_code"] is None
@@ -650,7 +690,13 @@ def twilio_number(**changes):
         {TWILIO_CLINIC: twilio_number(auth_token="")},
         {TWILIO_CLINIC: twilio_number(inbound_url="/webhooks/twilio")},
         {TWILIO_CLINIC: twilio_number(color="blue")},
-        {BANDWIDTH_CLINIC: {"provider": "bandwidth", "application_id": "unknown-app", "account_id": BW_ACCOUNT}},
+        {
+            BANDWIDTH_CLINIC: {
+                "provider": "bandwidth",
+                "application_id": "unknown-app",
+                "account_id": BW_ACCOUNT,
+            }
+        },
         {BANDWIDTH_CLINIC: {"provider": "bandwidth", "application_id": BW_APPLICATION}},
     ],
 )
@@ -663,7 +709,11 @@ def test_invalid_numbers_config_raises(numbers):
 def test_valid_numbers_config_accepted():
     numbers = {
         TWILIO_CLINIC: twilio_number(),
-        BANDWIDTH_CLINIC: {"provider": "bandwidth", "application_id": BW_APPLICATION, "account_id": BW_ACCOUNT},
+        BANDWIDTH_CLINIC: {
+            "provider": "bandwidth",
+            "application_id": BW_APPLICATION,
+            "account_id": BW_ACCOUNT,
+        },
     }
     app = sandbox.create_app({"bandwidth_applications": {BW_APPLICATION: {}}, "numbers": numbers})
     assert app.extensions["sandbox"].clinic_number(TWILIO_CLINIC) == twilio_number()
@@ -676,5 +726,8 @@ def test_solid_png_colours_differ():
 
 
 def test_redact_path_hides_lookup_number():
-    assert redact_path("/v2/PhoneNumbers/+15551230001?Fields=line_type_intelligence") == "/v2/PhoneNumbers/<number>"
+    assert (
+        redact_path("/v2/PhoneNumbers/+15551230001?Fields=line_type_intelligence")
+        == "/v2/PhoneNumbers/<number>"
+    )
     assert redact_path("/phones/+15551230001/send") == "/phones/<number>/send"
