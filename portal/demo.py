@@ -75,22 +75,42 @@ def seed():
 def write_sandbox_config(path):
     """Write the sandbox carrier's config: where each demo Bandwidth application posts callbacks."""
     base = current_app.config["PAWPOST_BASE_URL"]
-    applications = {}
-    for clinic in db.session.execute(db.select(Clinic).where(Clinic.provider == "bandwidth")).scalars():
-        applications[clinic.bandwidth_application_id] = {
-            "callback_url": f"{base}/webhooks/bandwidth/{clinic.id}/messages",
-            "username": clinic.webhook_username,
-            "password": clinic.webhook_password,
-        }
-    config = {"bandwidth_applications": applications, "allowed_link_prefix": base + "/p/"}
-    with open(path, "w") as handle:
+    applications, numbers = {}, {}
+    for clinic in db.session.execute(db.select(Clinic)).scalars():
+        if clinic.provider == "bandwidth":
+            applications[clinic.bandwidth_application_id] = {
+                "callback_url": f"{base}/webhooks/bandwidth/{clinic.id}/messages",
+                "username": clinic.webhook_username,
+                "password": clinic.webhook_password,
+            }
+            numbers[clinic.sender_number] = {
+                "provider": "bandwidth",
+                "application_id": clinic.bandwidth_application_id,
+                "account_id": clinic.bandwidth_account_id,
+            }
+        else:
+            numbers[clinic.sender_number] = {
+                "provider": "twilio",
+                "inbound_url": f"{base}/webhooks/twilio/{clinic.id}/inbound",
+                "account_sid": clinic.twilio_account_sid,
+                "auth_token": clinic.twilio_auth_token,
+            }
+    config = {"bandwidth_applications": applications, "numbers": numbers, "allowed_link_prefix": base + "/p/"}
+    # Write then rename, so the sandbox, which rereads the file, never sees half of it.
+    partial = f"{path}.part"
+    with open(partial, "w") as handle:
         json.dump(config, handle, indent=2)
+    os.replace(partial, path)
 
 
 def _clinic(spec):
     clinic = db.session.execute(db.select(Clinic).where(Clinic.name == spec["name"])).scalar_one_or_none()
     if clinic is None:
-        clinic = Clinic(name=spec["name"], fallback_enabled=Clinic.default_fallback(spec["provider"]))
+        clinic = Clinic(
+            name=spec["name"],
+            fallback_enabled=Clinic.default_fallback(spec["provider"]),
+            provider_handles_keywords=Clinic.default_handles_keywords(spec["provider"]),
+        )
         db.session.add(clinic)
     for field in CLINIC_FIELDS:
         setattr(clinic, field, spec.get(field))

@@ -53,7 +53,7 @@ def not_found() -> TwilioError:
 
 def parse_number(number: str) -> phonenumbers.PhoneNumber:
     """Parse an E.164 number from the path, or raise 20404."""
-    # NOTE: real Lookup v2 may answer some malformed numbers with 200 and valid false instead
+    # NOTE: real Lookup v2 may return 200 with valid false for some malformed numbers instead
     # of 404. The sandbox has not been compared with it on such input.
     if not E164_PATTERN.match(number):
         raise not_found()

@@ -50,6 +50,8 @@ def _environment():
     env.setdefault("PAWPOST_ENV", "development")
     env.setdefault("PAWPOST_BASE_URL", WEB_URL)
     env.setdefault("PAWPOST_SANDBOX_URL", SANDBOX_URL)
+    # The sandbox answers Twilio Lookup, so the demo shows landlines found before a text fails.
+    env.setdefault("PAWPOST_LINE_TYPE_LOOKUP", "true")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -184,6 +184,7 @@ class Factory:
             provider=provider,
             sender_number=f"+1555900{self.count:04d}",
             fallback_enabled=Clinic.default_fallback(provider) if fallback is None else fallback,
+            provider_handles_keywords=Clinic.default_handles_keywords(provider),
         )
         if provider == "twilio":
             clinic.twilio_account_sid = TWILIO_SID
@@ -197,20 +198,35 @@ class Factory:
             clinic.webhook_password = f"callback-secret-{self.count}"
         db.session.add(clinic)
         db.session.commit()
-        if provider == "bandwidth":
-            self._register_application(clinic)
+        self._register_with_sandbox(clinic)
         return clinic
 
-    def _register_application(self, clinic):
+    def _register_with_sandbox(self, clinic):
+        """Tell the sandbox where this clinic's callbacks and inbound messages go."""
         carrier = self.live.carrier
         config = dict(carrier.config)
         applications = dict(config["bandwidth_applications"])
-        applications[clinic.bandwidth_application_id] = {
-            "callback_url": f"{self.live.url}/webhooks/bandwidth/{clinic.id}/messages",
-            "username": clinic.webhook_username,
-            "password": clinic.webhook_password,
-        }
+        numbers = dict(config.get("numbers") or {})
+        if clinic.provider == "bandwidth":
+            applications[clinic.bandwidth_application_id] = {
+                "callback_url": f"{self.live.url}/webhooks/bandwidth/{clinic.id}/messages",
+                "username": clinic.webhook_username,
+                "password": clinic.webhook_password,
+            }
+            numbers[clinic.sender_number] = {
+                "provider": "bandwidth",
+                "application_id": clinic.bandwidth_application_id,
+                "account_id": clinic.bandwidth_account_id,
+            }
+        else:
+            numbers[clinic.sender_number] = {
+                "provider": "twilio",
+                "inbound_url": f"{self.live.url}/webhooks/twilio/{clinic.id}/inbound",
+                "account_sid": clinic.twilio_account_sid,
+                "auth_token": clinic.twilio_auth_token,
+            }
         config["bandwidth_applications"] = applications
+        config["numbers"] = numbers
         carrier.set_config(normalize_config(config))
 
     def client(self, clinic, number, name="Pat Parent"):

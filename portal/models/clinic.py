@@ -47,6 +47,11 @@ class Clinic(db.Model):
         """Return the fallback policy a new clinic on ``provider`` starts with."""
         return provider == "bandwidth"
 
+    @staticmethod
+    def default_handles_keywords(provider):
+        """Return whether ``provider`` answers STOP, START and HELP itself (Twilio long codes do)."""
+        return provider == "twilio"
+
     @property
     def help_reply(self):
         """Return the reply to HELP or INFO: the clinic's own text, or one naming the clinic."""
