@@ -1,4 +1,4 @@
-"""What staff read about each delivery: a status word, the reason and the action."""
+"""Staff-facing text for each delivery: a status word, the reason and the action."""
 
 from notifier.classify import categories, classify
 from notifier.policy import RETRY_LIMITS

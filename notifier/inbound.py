@@ -78,7 +78,7 @@ def _new_message(clinic, provider_message_id, from_number, body, media_urls):
 def act_on_keyword(message):
     """Record the consent a keyword changes and queue the reply it needs; return the reply or None.
 
-    Call after the inbound message is committed. A clinic whose provider answers keywords itself
+    Call after the inbound message is committed. A clinic whose provider replies to keywords itself
     (Twilio long codes) gets no second reply from Pawpost.
     """
     from notifier.sending import send_message

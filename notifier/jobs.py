@@ -47,7 +47,7 @@ def send_text(delivery_id):
         return _record_rejection(clinic, delivery, exc)
     except ProviderUnreachable as exc:
         # The provider may have the message, so the reconciler looks it up before any resend.
-        log.warning("Provider did not answer for delivery %s (%s); left for the reconciler.", delivery.id, exc)
+        log.warning("Provider call for delivery %s failed with no response (%s); left for the reconciler.", delivery.id, exc)
         return "unconfirmed"
 
     status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)

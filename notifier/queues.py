@@ -36,7 +36,7 @@ def enqueue_send(delivery, at=None):
     """Queue the send job for ``delivery``, now or at ``at``; return False when Redis is unreachable.
 
     The delivery row is already committed, so a failed enqueue loses nothing: the reconciler
-    queues it again once Redis answers.
+    queues it again once Redis is reachable.
     """
     # Pointers and retries go ahead of the bulk of first attempts.
     name = "fallback" if delivery.channel == "pointer" or delivery.attempts else "sms"
@@ -70,7 +70,7 @@ def enqueue_media_fetch(message_id):
             message_id,
             job_id=f"media-{message_id}",
             result_ttl=600,
-            # A provider that does not answer gets three more tries over about six minutes.
+            # A provider that times out gets three more tries over about six minutes.
             retry=Retry(max=3, interval=[10, 60, 300]),
         )
     except redis.exceptions.RedisError as exc:

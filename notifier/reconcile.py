@@ -53,7 +53,7 @@ def requeue_stalled(older_than_seconds=60, limit=500):
 
 
 def recover_interrupted_sends(limit=100):
-    """Settle sends whose worker stopped between the claim and the provider's answer.
+    """Settle sends whose worker stopped between the claim and the provider's response.
 
     The provider may already have the message, so it is looked up first: a match records the
     provider's id and status, no match puts the delivery back in the queue.

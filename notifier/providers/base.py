@@ -35,4 +35,4 @@ class ProviderError(Exception):
 
 
 class ProviderUnreachable(Exception):
-    """The request did not get an answer, so the provider may or may not have the message."""
+    """The request got no response, so the provider may or may not have the message."""
