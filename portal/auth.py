@@ -20,11 +20,19 @@ def init_app(app):
 
 @login_manager.user_loader
 def load_user(user_id):
-    kind, _, raw_id = (user_id or "").partition(":")
+    kind, _, rest = (user_id or "").partition(":")
+    raw_id, _, version = rest.partition(":")
     if not raw_id.isdigit():
         return None
-    model = {"staff": StaffUser, "client": Client}.get(kind)
-    return db.session.get(model, int(raw_id)) if model else None
+    if kind == "staff":
+        return db.session.get(StaffUser, int(raw_id))
+    if kind != "client":
+        return None
+    client = db.session.get(Client, int(raw_id))
+    # A session from before the client's last logout names an older version and is refused.
+    if client is None or version != str(client.session_version):
+        return None
+    return client
 
 
 def staff_required(view):

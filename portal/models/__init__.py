@@ -3,6 +3,7 @@
 from portal.models.clinic import PROVIDERS, ApiToken, Clinic, StaffUser
 from portal.models.client import Client, PortalToken
 from portal.models.consent import LINE_TYPES, Consent, PhoneLine
+from portal.models.portal_access import LoginCode, PushSubscription
 from portal.models.messaging import (
     CHANNELS,
     FAILED_STATUSES,
@@ -17,7 +18,7 @@ from portal.models.messaging import (
 from portal.models.types import utcnow
 
 __all__ = [
-    "PROVIDERS", "ApiToken", "Attachment", "Consent", "LINE_TYPES", "PhoneLine", "Clinic", "StaffUser", "Client", "PortalToken", "CHANNELS",
+    "PROVIDERS", "ApiToken", "Attachment", "Consent", "LINE_TYPES", "PhoneLine", "LoginCode", "PushSubscription", "Clinic", "StaffUser", "Client", "PortalToken", "CHANNELS",
     "FAILED_STATUSES", "FINAL_RANK", "SMS_CHANNELS", "STATUS_RANK", "Delivery", "Message",
     "ProviderEvent", "utcnow",
 ]

@@ -22,12 +22,18 @@ class Client(UserMixin, db.Model):
     # E.164, normalised with the clinic's country as default.
     mobile_number: Mapped[str] = mapped_column(String(20))
     email: Mapped[str | None] = mapped_column(String(254))
+    # Set when the client proved they read this address (a link or code sent there was used).
+    email_verified_at = mapped_column(UTCDateTime, nullable=True)
+    email_enabled: Mapped[bool] = mapped_column(default=False)
+    push_enabled: Mapped[bool] = mapped_column(default=False)
+    # Part of the session id: raising it on logout ends every session and remember cookie.
+    session_version: Mapped[int] = mapped_column(default=1)
     created_at = mapped_column(UTCDateTime, default=utcnow)
 
     clinic = relationship("Clinic")
 
     def get_id(self):
-        return f"client:{self.id}"
+        return f"client:{self.id}:{self.session_version}"
 
     @property
     def display_name(self):
