@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import media, metrics, policy, providers, queues, status
+from notifier import media, metrics, policy, providers, queues, stats, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
@@ -36,7 +36,8 @@ def send_text(delivery_id):
     text = _outbound_text(clinic, delivery)
     if text.expires_at <= utcnow():
         # Past its validity a reminder may be wrong or misleading, so it is not sent late.
-        status.advance(delivery, "failed", "expired", category="temporary")
+        if status.advance(delivery, "failed", "expired", category="temporary"):
+            stats.record(delivery, "failed", "temporary")
         db.session.commit()
         log.info("Delivery %s expired before it could be sent.", delivery.id)
         return "expired"

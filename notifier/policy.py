@@ -42,8 +42,8 @@ def schedule_retry(delivery, when):
     statement = (
         update(Delivery)
         .where(Delivery.id == delivery.id, Delivery.attempts == delivery.attempts, Delivery.status_rank == 4)
-        # The next attempt gets a new provider message id; keeping the failed one would make
-        # its callbacks look like another message's and leave the retry unmatched.
+        # The next attempt gets a new provider message id. Keeping the failed one would make the
+        # retry's callbacks look like another message's, so they would stay unmatched.
         .values(
             status="queued",
             status_rank=0,

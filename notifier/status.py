@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from notifier import metrics, policy
+from notifier import metrics, policy, stats
 from notifier.classify import classify
 from portal.extensions import db
 from portal.models import FAILED_STATUSES, FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
@@ -54,8 +54,8 @@ def map_status(provider, word):
     return _status_words()[provider].get((word or "").strip().lower())
 
 
-# Ids are INTEGER columns, which PostgreSQL keeps as 32-bit signed; a lookup with a larger
-# value fails instead of finding nothing.
+# Ids are INTEGER columns, 32-bit signed on PostgreSQL. A lookup with a larger value raises
+# an error there instead of finding nothing.
 MAX_REF_NUMBER = 2**31 - 1
 
 
@@ -136,6 +136,8 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
         .execution_options(synchronize_session=False)
     )
     moved = db.session.execute(statement).rowcount == 1
+    if moved and status in ("delivered", "unknown", "suppressed"):
+        stats.record(delivery, status, category)
     if provider_message_id and not delivery.provider_message_id:
         _set_provider_id(delivery, provider_message_id)
     db.session.refresh(delivery)
@@ -150,14 +152,20 @@ def settle(clinic, delivery):
     _learn(clinic, delivery, classification)
 
     if classification.category == "carrier_filtered":
+        stats.record(delivery, "failed", delivery.category)
         pointer = start_fallback(clinic, delivery)
         return [Followup(pointer)] if pointer is not None else []
     when = policy.retry_time(delivery, classification)
-    if when is not None and policy.schedule_retry(delivery, when):
-        metrics.RETRIES.labels(delivery.provider).inc()
-        log.info("Delivery %s will retry at %s (attempt %s of %s).", delivery.id, when.isoformat(), delivery.attempts + 1, delivery.max_attempts)
-        return [Followup(delivery, when)]
-    return []
+    if when is None or not policy.schedule_retry(delivery, when):
+        # No attempt is left, so this failure is the text's final outcome.
+        stats.record(delivery, "failed", delivery.category)
+        return []
+    metrics.RETRIES.labels(delivery.provider).inc()
+    log.info(
+        "Delivery %s will retry at %s (attempt %s of %s).",
+        delivery.id, when.isoformat(), delivery.attempts + 1, delivery.max_attempts,
+    )
+    return [Followup(delivery, when)]
 
 
 def _learn(clinic, delivery, classification):

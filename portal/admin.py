@@ -148,3 +148,7 @@ def get_client_or_404(client_id):
     if client is None or (not current_user.is_operator and client.clinic_id != current_user.clinic_id):
         abort(404)
     return client
+
+
+# Imported last: the dashboard module adds its routes to ``bp`` above.
+from portal import dashboard  # noqa: E402,F401  (registers the dashboard routes on this blueprint)

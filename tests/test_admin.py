@@ -177,10 +177,10 @@ def test_conversation_staff_messages(client, clinic, staff, pet_parent):
     }
 
     for message_id, texts in expected.items():
-        shown = bubble(html, message_id)
-        assert BODY in shown
+        message_html = bubble(html, message_id)
+        assert BODY in message_html
         for text in texts:
-            assert str(escape(text)) in shown, (message_id, text)
+            assert str(escape(text)) in message_html, (message_id, text)
 
 
 def test_conversation_lists_in_order(client, clinic, staff, pet_parent):

@@ -59,7 +59,7 @@ def test_read_unauthorized(client, factory, clinic):
 
 
 @pytest.mark.parametrize(
-    ("request_options", "code", "field", "shown"),
+    ("request_options", "code", "field", "expected_text"),
     [
         ({"data": "to=+15551234501&body=hi", "content_type": "application/x-www-form-urlencoded"}, "invalid_json", None, None),
         ({"data": "{not json", "content_type": "application/json"}, "invalid_json", None, None),
@@ -82,15 +82,15 @@ def test_read_unauthorized(client, factory, clinic):
         "body_list", "body_empty", "body_blank", "body_1601", "to_12", "to_hello", "to_short", "to_empty",
     ],
 )
-def test_send_invalid_400(client, token, request_options, code, field, shown):
+def test_send_invalid_400(client, token, request_options, code, field, expected_text):
     response = client.post("/api/v1/messages", headers=bearer(token), **request_options)
     error = response.get_json()["error"]
 
     assert response.status_code == 400
     assert error["code"] == code
     assert error.get("field") == field
-    if shown is not None:
-        assert shown in error["message"]
+    if expected_text is not None:
+        assert expected_text in error["message"]
     assert count(Message) == 0
     assert count(Client) == 0
     assert Queue("sms", connection=queues.connection()).count == 0

@@ -1,8 +1,8 @@
 """What the API reports for each outcome of the sandbox's suffix table, per provider and fallback setting.
 
-Each case sends through the API, then runs the worker and waits for the sandbox's callbacks
-until no text of the message is waiting to be sent: retries and pointer texts each take a round.
-The test app's retry base delay is zero, so a retry is queued as soon as it is scheduled.
+Each case sends through the API, runs the worker and waits for the sandbox's callbacks. It
+repeats that until no text of the message is waiting, because a retry or a pointer text takes
+one more round. The test app's retry base delay is zero, so a retry is queued at once.
 """
 
 import tomllib
@@ -14,7 +14,7 @@ import pytest
 from conftest import run_worker
 from helpers import bearer, delivery, send_via_api, wait_for_callbacks
 
-# Rounds of worker run and callbacks: first attempt, retry, pointer, and spare ones.
+# Worker runs per case: enough for the first attempt, a retry and a pointer text, with spares.
 MAX_ROUNDS = 6
 CATEGORIES_TOML = Path(__file__).resolve().parent.parent / "notifier" / "codes" / "categories.toml"
 FALLBACK_SENT = "Text Not Delivered — Message sent as Chat Notification to Client Instead."

@@ -117,14 +117,14 @@ def test_link_post_signs_in(client, pet_parent):
     parent, message_id, raw = pet_parent
 
     response = open_link(client, raw)
-    shown = client.get(response.headers["Location"])
+    message_page = client.get(response.headers["Location"])
 
     assert response.status_code == 302
     assert response.headers["Location"] == f"/inbox/messages/{message_id}"
     assert token_row(raw).used_at is not None
     assert signed_in_session(client) is True
-    assert shown.status_code == 200
-    assert BODY.encode() in shown.data
+    assert message_page.status_code == 200
+    assert BODY.encode() in message_page.data
     assert client.get("/inbox").status_code == 200
 
 
@@ -223,7 +223,7 @@ def test_other_client_message_404(client, factory, pet_parent):
     assert BODY.encode() not in other.data
 
 
-def test_link_of_other_client_signs_in_that_client(client, factory, pet_parent):
+def test_second_link_switches_client(client, factory, pet_parent):
     parent, message_id, raw = pet_parent
     other_parent = factory.client(parent.clinic, "+15551230020", name="Other Parent")
     other_message_id = outbound_sms(parent.clinic, other_parent).message_id

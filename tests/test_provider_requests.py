@@ -109,7 +109,7 @@ def test_twilio_opted_out_fails_at_create(client, live, factory):
     requests_made = create_requests(live)
     sms = delivery(message_id, "sms")
     body = client.get(f"/api/v1/messages/{message_id}", headers=bearer(token)).get_json()
-    shown = next(d for d in body["deliveries"] if d["channel"] == "sms")
+    sms_json = next(d for d in body["deliveries"] if d["channel"] == "sms")
 
     assert len(requests_made) == 1
     assert requests_made[0]["status"] == 400
@@ -117,7 +117,7 @@ def test_twilio_opted_out_fails_at_create(client, live, factory):
     assert sms.category == "opted_out"
     assert sms.error_code == "21610"
     assert sms.attempts == 1
-    assert shown["staff_message"] == staff_text("opted_out")
+    assert sms_json["staff_message"] == staff_text("opted_out")
     assert delivery(message_id, "pointer") is None
 
 

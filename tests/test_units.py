@@ -117,7 +117,7 @@ def test_pointer_text_single_gsm_segment(clinic_name):
 
 
 @pytest.mark.parametrize(
-    ("clinic_name", "shown"),
+    ("clinic_name", "prefix"),
     [
         ("Zoë's Pets 🐾", "Zoe's Pets:"),
         ("🐾🐾🐾", "Your clinic:"),
@@ -125,8 +125,8 @@ def test_pointer_text_single_gsm_segment(clinic_name):
         ("  Happy   Paws  ", "Happy Paws:"),
     ],
 )
-def test_pointer_text_clinic_name(clinic_name, shown):
-    assert pointer_text(clinic_name, POINTER_URL).startswith(shown)
+def test_pointer_text_clinic_name(clinic_name, prefix):
+    assert pointer_text(clinic_name, POINTER_URL).startswith(prefix)
 
 
 def test_pointer_text_long_name_shortened():

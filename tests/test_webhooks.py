@@ -226,7 +226,7 @@ def test_twilio_behind_proxy_accepted(client, app, twilio_sms, request_options):
     assert delivery(twilio_sms.message_id, "sms").status == "delivered"
 
 
-def test_twilio_signed_over_internal_url_rejected(client, app, twilio_sms):
+def test_twilio_internal_url_rejected(client, app, twilio_sms):
     params = twilio_params("delivered")
     path = twilio_path(_clinic(twilio_sms).id, ref_of(twilio_sms))
     signature = twilio_signature("http://internal:8000" + path, params)
@@ -477,12 +477,13 @@ def test_bandwidth_clinic_without_password_rejects(client, factory, bandwidth_sm
     assert provider_events() == []
 
 
-def test_bandwidth_twilio_clinic_rejected(client, factory, bandwidth_sms):
-    twilio_clinic = factory.clinic("twilio")
+@pytest.mark.parametrize("target", ["twilio", "bandwidth", "missing"])
+def test_bandwidth_other_clinic_url_rejected(client, factory, bandwidth_sms, target):
     clinic = _clinic(bandwidth_sms)
+    target_id = factory.clinic(target).id if target != "missing" else 999999
 
     response = client.post(
-        bandwidth_path(twilio_clinic.id),
+        bandwidth_path(target_id),
         json=[bandwidth_status(bandwidth_sms, "message-delivered")],
         auth=(clinic.webhook_username, clinic.webhook_password),
     )
@@ -494,6 +495,7 @@ def test_bandwidth_twilio_clinic_rejected(client, factory, bandwidth_sms):
 def test_bandwidth_receipt_and_inbound_array(client, bandwidth_sms):
     clinic = _clinic(bandwidth_sms)
     events = [
+        bandwidth_status(bandwidth_sms, "message-sending"),
         bandwidth_status(bandwidth_sms, "message-delivered"),
         bandwidth_inbound(clinic, text="Thanks, see you Tuesday"),
     ]
@@ -509,7 +511,11 @@ def test_bandwidth_receipt_and_inbound_array(client, bandwidth_sms):
     assert inbound[0].client_id == bandwidth_sms.message.client_id
     assert inbound[0].provider_message_id == "1741101399000inbound"
     assert count(Message) == 2
-    assert [(event.kind, event.outcome) for event in logged] == [("status", "applied"), ("inbound", "stored")]
+    assert [(event.kind, event.outcome) for event in logged] == [
+        ("status", "applied"),
+        ("status", "applied"),
+        ("inbound", "stored"),
+    ]
 
 
 def test_bandwidth_receipt_is_not_inbound(client, bandwidth_sms):

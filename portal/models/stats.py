@@ -1,0 +1,48 @@
+"""Hourly SMS outcome counts per clinic, kept up to date as texts settle, and escalations."""
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.types import UTCDateTime, utcnow
+
+OUTCOMES = ("delivered", "failed", "suppressed", "unknown")
+
+
+class SmsHourlyStat(db.Model):
+    """How many of a clinic's texts settled in one hour with one outcome and failure category.
+
+    The dashboard reads these rows instead of scanning messages, so its cost grows with the
+    number of hours shown, not with the number of texts sent.
+    """
+
+    __tablename__ = "sms_hourly_stats"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "hour", "outcome", "category"),
+        Index("ix_sms_hourly_stats_hour", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    hour = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(10))
+    # Empty for delivered and unknown outcomes.
+    category: Mapped[str] = mapped_column(String(20), default="")
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class Escalation(db.Model):
+    """A clinic's request to escalate persistent carrier filtering, with the figures at that moment."""
+
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    # JSON: failure rates and counts by category when the escalation was made.
+    figures: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    staff = relationship("StaffUser")
+    clinic = relationship("Clinic")

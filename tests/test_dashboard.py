@@ -1,0 +1,187 @@
+"""System Health Dashboard figures against seeded data with known rates."""
+
+import csv
+import io
+import json
+import re
+from datetime import timedelta
+
+import pytest
+
+from conftest import STAFF_PASSWORD, run_worker, wait_for
+from notifier import stats
+from portal.extensions import db
+from portal.models import Delivery, Escalation, SmsHourlyStat, utcnow
+
+
+def seed(clinic, hours_ago, outcome, count, category=""):
+    hour = (utcnow() - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
+    db.session.add(SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome=outcome, category=category, count=count))
+    db.session.commit()
+
+
+def sign_in(client, user):
+    page = client.get("/admin/login")
+    token = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data).group(1).decode()
+    client.post("/admin/login", data={"csrf_token": token, "email": user.email, "password": STAFF_PASSWORD})
+    return token
+
+
+@pytest.fixture
+def clinic(factory):
+    return factory.clinic("bandwidth")
+
+
+@pytest.fixture
+def seeded(clinic):
+    # Last 24 hours: 90 delivered, 10 failed (6 landline, 4 carrier filtered): 10 %.
+    seed(clinic, 2, "delivered", 90)
+    seed(clinic, 2, "failed", 6, "landline")
+    seed(clinic, 3, "failed", 4, "carrier_filtered")
+    # Three days ago: 100 delivered, 0 failed; 7 days: 20 failed of 200 = 10 %.
+    seed(clinic, 72, "delivered", 100)
+    seed(clinic, 72, "suppressed", 5, "opted_out")
+    # Twenty days ago: 100 delivered, 100 failed landlines: 30 days = 120 of 400 = 30 %.
+    seed(clinic, 480, "delivered", 100)
+    seed(clinic, 480, "failed", 100, "landline")
+    return clinic
+
+
+@pytest.mark.parametrize(
+    ("window", "attempted", "failed", "rate"),
+    [("24h", 100, 10, 0.10), ("7d", 200, 10, 0.05), ("30d", 400, 110, 0.275)],
+)
+def test_window_figures_match_seed(seeded, window, attempted, failed, rate):
+    totals, _by_category = stats.summary([seeded.id])["windows"][window]
+
+    assert totals.attempted == attempted
+    assert totals.failed == failed
+    assert totals.rate == pytest.approx(rate)
+
+
+def test_suppressed_counted_apart(seeded):
+    totals, _ = stats.summary([seeded.id])["windows"]["7d"]
+
+    assert totals.suppressed == 5
+    assert totals.attempted == 200
+
+
+def test_split_by_category(seeded):
+    _totals, by_category = stats.summary([seeded.id])["windows"]["24h"]
+
+    assert by_category == {"landline": 6, "carrier_filtered": 4}
+
+
+@pytest.mark.parametrize(
+    ("rate", "state"),
+    [(None, "healthy"), (0.0, "healthy"), (0.049, "healthy"), (0.05, "watch"), (0.08, "watch"), (0.081, "investigate")],
+)
+def test_state_thresholds(rate, state):
+    assert stats.state_for(rate) == state
+
+
+def test_daily_series_has_thirty_days(seeded):
+    daily = stats.daily_rates([seeded.id], days=30)
+
+    assert len(daily) == 30
+    assert sum(attempted for _day, attempted, _failed in daily) == 400
+
+
+def test_other_clinic_excluded(seeded, factory):
+    other = factory.clinic("twilio")
+    seed(other, 1, "failed", 50, "blocked")
+
+    totals, by_category = stats.summary([seeded.id])["windows"]["24h"]
+
+    assert totals.failed == 10
+    assert "blocked" not in by_category
+
+
+def test_sent_texts_counted_once_settled(client, live, factory):
+    clinic = factory.clinic("bandwidth")
+    token = factory.api_token(clinic)
+    for suffix in ("01", "02", "20"):
+        client.post("/api/v1/messages", json={"to": f"+155512300{suffix}", "body": "Checkup due."}, headers={"Authorization": f"Bearer {token}"})
+    run_worker(live.app)
+
+    def settled():
+        db.session.rollback()
+        rows = db.session.execute(db.select(Delivery).where(Delivery.channel == "sms")).scalars().all()
+        return all(row.is_final for row in rows)
+
+    wait_for(settled)
+    totals, by_category = stats.summary([clinic.id])["windows"]["24h"]
+
+    assert totals.attempted == 3
+    assert totals.failed == 1
+    assert by_category == {"landline": 1}
+
+
+def test_dashboard_page_shows_rates(client, seeded, factory):
+    sign_in(client, factory.staff(seeded))
+
+    page = client.get("/admin/health")
+
+    assert page.status_code == 200
+    assert b"SMS Failure Rates" in page.data
+    assert b'data-state="watch"' in page.data
+    assert b"10.0 %" in page.data
+    assert b"<svg" in page.data
+
+
+def test_worklist_csv_lists_landline_client(client, live, factory):
+    clinic = factory.clinic("bandwidth")
+    factory.client(clinic, "+15551230020", name="Lana Landline")
+    token = factory.api_token(clinic)
+    client.post("/api/v1/messages", json={"to": "+15551230020", "body": "Hi"}, headers={"Authorization": f"Bearer {token}"})
+    run_worker(live.app)
+
+    def landline_known():
+        db.session.rollback()
+        return db.session.execute(db.select(Delivery).where(Delivery.category == "landline")).first()
+
+    wait_for(landline_known)
+    sign_in(client, factory.staff(clinic))
+
+    response = client.get("/admin/health/worklist.csv")
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert rows[1][1:4] == ["Lana Landline", "+15551230020", "landline"]
+
+
+def test_worklist_hides_other_clinics(client, live, factory):
+    clinic, other = factory.clinic("bandwidth"), factory.clinic("bandwidth")
+    token = factory.api_token(other)
+    client.post("/api/v1/messages", json={"to": "+15551230020", "body": "Hi"}, headers={"Authorization": f"Bearer {token}"})
+    run_worker(live.app)
+    sign_in(client, factory.staff(clinic))
+
+    rows = list(csv.reader(io.StringIO(client.get("/admin/health/worklist.csv").get_data(as_text=True))))
+
+    assert rows == [["client_id", "name", "mobile_number", "problem", "last_seen"]]
+
+
+def test_escalation_records_figures(client, seeded, factory):
+    user = factory.staff(seeded)
+    token = sign_in(client, user)
+
+    response = client.post("/admin/health/escalations", data={"csrf_token": token, "note": "Verizon keeps filtering"})
+    escalation = db.session.execute(db.select(Escalation)).scalar_one()
+    figures = json.loads(escalation.figures)
+
+    assert response.status_code == 302
+    assert escalation.staff_id == user.id
+    assert escalation.note == "Verizon keeps filtering"
+    assert figures["24h"]["failed"] == 10
+    assert figures["7d"]["rate"] == pytest.approx(0.05)
+
+
+def test_escalation_requires_csrf(client, seeded, factory):
+    sign_in(client, factory.staff(seeded))
+
+    response = client.post("/admin/health/escalations", data={"note": "x"})
+
+    assert response.status_code == 400
+    assert db.session.execute(db.select(Escalation)).first() is None
