@@ -45,7 +45,14 @@ def reconcile():
 def seed(sandbox_config):
     """Create the demo clinics, staff and clients (safe to run again)."""
     summary = demo.seed()
+    demo.seed_history()
     if sandbox_config:
         demo.write_sandbox_config(sandbox_config)
     for line in summary:
         click.echo(line)
+
+
+@demo_cli.command("traffic")
+def traffic():
+    """Send one text from each demo clinic to each outcome number of the sandbox carrier."""
+    click.echo(f"Queued {demo.send_sample_traffic()} demo texts.")

@@ -2,11 +2,14 @@
 
 import json
 import os
+import random
+from datetime import timedelta
 
 from flask import current_app
 
 from portal.extensions import db
-from portal.models import ApiToken, Client, Clinic, StaffUser
+from notifier.sending import find_or_create_client, send_message
+from portal.models import ApiToken, Client, Clinic, SmsHourlyStat, StaffUser, utcnow
 
 DEMO_PASSWORD = "pawpost-demo"
 # The sandbox carrier decides each outcome from the last two digits of the number.
@@ -49,6 +52,11 @@ CLINICS = (
         "twilio_auth_token": "demo-twilio-auth-token",
     },
 )
+# Upper bounds of synthetic daily failures per category, so the dashboard history shows them all.
+HISTORY_FAILURES = {
+    "bandwidth": {"carrier_filtered": 9, "landline": 6, "invalid_number": 3, "blocked": 2, "temporary": 2, "clinic_setup": 1, "unknown": 1, "opted_out": 1},
+    "twilio": {"carrier_filtered": 2, "landline": 9, "invalid_number": 4, "blocked": 1, "temporary": 3, "clinic_setup": 1, "unknown": 1, "opted_out": 2},
+}
 CLINIC_FIELDS = (
     "provider", "sender_number", "bandwidth_account_id", "bandwidth_username", "bandwidth_password",
     "bandwidth_application_id", "webhook_username", "webhook_password", "twilio_account_sid",
@@ -70,6 +78,43 @@ def seed():
     db.session.commit()
     lines.append(f"Operator (all clinics): operator@pawpost.example / {DEMO_PASSWORD}")
     return lines
+
+
+def seed_history(days=30):
+    """Add synthetic SMS outcome counts for the past days, so the dashboard has a history to show.
+
+    Real texts sent in the demo add to the same counts. Runs only when a clinic has no history.
+    """
+    rng = random.Random(7)
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    for clinic in db.session.execute(db.select(Clinic)).scalars():
+        if db.session.execute(db.select(SmsHourlyStat.id).where(SmsHourlyStat.clinic_id == clinic.id).limit(1)).first():
+            continue
+        for day in range(1, days + 1):
+            hour = now - timedelta(days=day, hours=rng.randint(0, 8))
+            db.session.add(SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="delivered", count=rng.randint(150, 240)))
+            for category, weight in HISTORY_FAILURES[clinic.provider].items():
+                count = rng.randint(0, weight)
+                if count:
+                    db.session.add(
+                        SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="failed", category=category, count=count)
+                    )
+            db.session.add(
+                SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="suppressed", category="opted_out", count=rng.randint(0, 3))
+            )
+    db.session.commit()
+
+
+def send_sample_traffic():
+    """Send one text from each demo clinic to each outcome number, through the normal send path."""
+    sent = 0
+    for spec in CLINICS:
+        clinic = db.session.execute(db.select(Clinic).where(Clinic.name == spec["name"])).scalar_one()
+        for suffix in OUTCOMES:
+            client, _created = find_or_create_client(clinic, spec["number_prefix"] + suffix)
+            send_message(client, f"Reminder: {client.name or 'your pet'} has a checkup next week.", source="api")
+            sent += 1
+    return sent
 
 
 def write_sandbox_config(path):

@@ -36,6 +36,11 @@ def main():
         children.append(("worker", _start(["-m", "flask", "worker"], env)))
         children.append(("web", _start(["-m", "gunicorn", "-b", "127.0.0.1:5000", "-w", "1", "--threads", "8", "wsgi:app"], env)))
         _wait_for_port(5000)
+        _wait_for_port(5050)
+        if not (INSTANCE / "traffic-sent").exists():
+            # One text per outcome number, once, so the dashboard and conversations have content.
+            _run(["-m", "flask", "demo", "traffic"], env)
+            (INSTANCE / "traffic-sent").touch()
         _print_banner(env)
         _watch(children)
     except KeyboardInterrupt:
@@ -129,6 +134,7 @@ def _print_banner(env):
 Pawpost is running.
   Staff admin        {WEB_URL}/admin/   (staff@riverside.example, staff@maple.example,
                      operator@pawpost.example; password pawpost-demo)
+  System Health      {WEB_URL}/admin/health
   Pet Portal         {WEB_URL}/
   API                {WEB_URL}/api/v1/messages  (tokens printed above)
   Sandbox carrier    {SANDBOX_URL}/   (what each demo phone received)
