@@ -6,6 +6,7 @@ one stops the process at start with a message naming the variable.
 """
 
 import os
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 PREFIX = "PAWPOST_"
@@ -79,6 +80,10 @@ def load(overrides=None):
         "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
         "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
         "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        # Media URLs handed to providers stop working after this many hours.
+        "PAWPOST_MEDIA_URL_HOURS": _int("MEDIA_URL_HOURS", 24),
+        # Uploads above this size are refused before the body is read.
+        "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_BYTES", 12 * 1024 * 1024),
         # Look up the line type of each new number (Twilio Lookup v2, a paid add-on).
         "PAWPOST_LINE_TYPE_LOOKUP": _bool("LINE_TYPE_LOOKUP", False),
         # Attachments live here, outside the web root; only Pawpost's own routes serve them.
@@ -87,6 +92,8 @@ def load(overrides=None):
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
+        # How long "Stay signed in" keeps someone signed in without a new link or code.
+        "REMEMBER_COOKIE_DURATION": timedelta(days=_int("REMEMBER_DAYS", 30)),
         "WTF_CSRF_TIME_LIMIT": None,
     }
     settings.update(overrides)
@@ -100,6 +107,9 @@ def load(overrides=None):
     settings["PAWPOST_BASE_URL"] = _check_base_url(settings["PAWPOST_BASE_URL"])
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
+    # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.
+    settings.setdefault("RATELIMIT_STORAGE_URI", settings["REDIS_URL"])
+    settings.setdefault("RATELIMIT_KEY_PREFIX", "pawpost")
     secure = settings["PAWPOST_BASE_URL"].startswith("https://")
     settings.setdefault("SESSION_COOKIE_SECURE", secure)
     settings.setdefault("REMEMBER_COOKIE_SECURE", secure)

@@ -36,6 +36,8 @@ class Classification:
     retry: str
     meaning: str
     mapped: bool
+    # A staff-facing reason that replaces the category's own, for codes that need other words.
+    reason: str | None = None
 
 
 @cache
@@ -60,7 +62,9 @@ def classify(provider, code):
     codes, ranges = _table(provider)
     entry = codes.get(code) or _in_range(ranges, code)
     if entry:
-        return Classification(provider, code, entry["category"], entry["retry"], entry["meaning"], True)
+        return Classification(
+            provider, code, entry["category"], entry["retry"], entry["meaning"], True, entry.get("reason")
+        )
 
     if (provider, code) not in _reported_unmapped:
         _reported_unmapped.add((provider, code))

@@ -42,6 +42,9 @@ def staff_message(delivery):
         )
     if delivery.category == "temporary":
         return "A transient issue stopped the text, and it can't be retried before it expires. " + _action("temporary")
+    override = classify(delivery.provider, delivery.error_code or "none").reason
+    if override:
+        return f"{override} Send the photo again, or contact support if it keeps failing."
     return failure_text(delivery.category, delivery.error_code)
 
 

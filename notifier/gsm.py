@@ -31,3 +31,33 @@ def to_gsm7(text):
         base = unicodedata.normalize("NFKD", ch)
         out.extend(c for c in base if c in BASIC and not unicodedata.combining(c))
     return "".join(out)
+
+
+# Smart punctuation that forces UCS-2, with the GSM-7 characters staff may swap in.
+SMART_PUNCTUATION = {
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
+    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u2022": "-",
+}
+
+
+def encoding(text):
+    """Return ``("GSM-7", units)`` or ``("UCS-2", units)``: the encoding a carrier uses and the text's length in it."""
+    if is_gsm7(text):
+        return "GSM-7", septets(text)
+    # UCS-2 counts UTF-16 code units, so an emoji outside the Basic Multilingual Plane counts twice.
+    return "UCS-2", len(text.encode("utf-16-le")) // 2
+
+
+def segments(text):
+    """Return the number of SMS segments a provider bills for ``text``: 160/153 GSM-7, 70/67 UCS-2."""
+    name, units = encoding(text)
+    single, split = (160, 153) if name == "GSM-7" else (70, 67)
+    if units <= single:
+        return 1
+    return -(-units // split)
+
+
+def replace_smart_punctuation(text):
+    """Return ``text`` with curly quotes, dashes and ellipses replaced by their GSM-7 lookalikes."""
+    return "".join(SMART_PUNCTUATION.get(ch, ch) for ch in text)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import media, metrics, policy, providers, queues, stats, status
+from notifier import media, metrics, outbound_media, policy, providers, queues, stats, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
@@ -92,10 +92,18 @@ def _adapter(clinic):
 def _outbound_text(clinic, delivery):
     message = delivery.message
     validity = timedelta(seconds=current_app.config["PAWPOST_SMS_VALIDITY_SECONDS"])
+    body, media_urls = _body_for(delivery), []
+    files = [a for a in message.attachments if a.storage_key] if delivery.channel == "sms" else []
+    if files and (clinic.provider == "twilio" or clinic.mms_enabled):
+        media_urls = [outbound_media.signed_url(a.id) for a in files]
+    elif files:
+        # Without MMS on the clinic's Bandwidth account, photos wait in the Pet Portal.
+        body = f"{body}\n\n{_media_pointer(message, len(files))}".strip()
     return OutboundText(
         to=message.client.mobile_number,
         sender=clinic.sender_number,
-        body=_body_for(delivery),
+        body=body,
+        media_urls=media_urls,
         status_callback=_twilio_callback_url(clinic, delivery) if clinic.provider == "twilio" else None,
         tag=status.format_ref(delivery.id, delivery.attempts),
         expires_at=message.created_at + validity,
@@ -115,6 +123,18 @@ def _body_for(delivery):
     db.session.add(token)
     url = f"{current_app.config['PAWPOST_BASE_URL']}/p/{raw}"
     return pointer_text(message.clinic.name, url)
+
+
+def _media_pointer(message, count):
+    token, raw = PortalToken.issue(
+        client_id=message.client_id,
+        message_id=message.id,
+        purpose="media",
+        days=current_app.config["PAWPOST_PORTAL_TOKEN_DAYS"],
+    )
+    db.session.add(token)
+    noun = "photo" if count == 1 else f"{count} photos"
+    return f"See the {noun} in your Pet Portal: {current_app.config['PAWPOST_BASE_URL']}/p/{raw}"
 
 
 def _twilio_callback_url(clinic, delivery):

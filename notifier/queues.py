@@ -9,9 +9,9 @@ from rq import Queue, Retry
 
 log = logging.getLogger(__name__)
 
-# Workers read queues in this order, so pointer texts after a carrier filter go out before a
-# backlog of ordinary sends.
-QUEUE_ORDER = ("fallback", "sms", "default")
+# Workers read queues in this order, so sign-in codes (which expire in minutes) and pointer
+# texts after a carrier filter go out before a backlog of ordinary sends.
+QUEUE_ORDER = ("signin", "fallback", "sms", "default")
 
 
 def connection():

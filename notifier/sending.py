@@ -5,10 +5,10 @@ import logging
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from notifier import queues
+from notifier import media, queues
 from notifier.phone import InvalidPhoneNumber, normalize
 from portal.extensions import db
-from portal.models import FINAL_RANK, Client, Delivery, Message, utcnow
+from portal.models import FINAL_RANK, Attachment, Client, Delivery, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,21 @@ def _client_by_number(clinic, e164):
     ).scalar_one_or_none()
 
 
-def send_message(client, body, source, author=None):
-    """Store a message to ``client`` with its SMS and portal deliveries, commit, then queue the SMS."""
-    body = validate_body(body)
+def send_message(client, body, source, author=None, uploads=()):
+    """Store a message to ``client`` with its SMS and portal deliveries, commit, then queue the SMS.
+
+    ``uploads`` are ``(name, data, content_type)`` triples already checked against the provider's
+    limits; they are stored before anything is queued.
+    """
+    body = body.strip() if uploads and isinstance(body, str) and not body.strip() else validate_body(body)
     message = Message(clinic_id=client.clinic_id, client_id=client.id, body=body, source=source, author=author)
+    db.session.add(message)
+    db.session.flush()
+    for position, (_name, data, _content_type) in enumerate(uploads):
+        key, content_type = media.store(client.clinic_id, message.id, position, data)
+        message.attachments.append(
+            Attachment(position=position, storage_key=key, content_type=content_type, size_bytes=len(data), fetched_at=utcnow())
+        )
     sms = Delivery(
         message=message,
         channel="sms",

@@ -4,7 +4,7 @@ from flask import Flask
 
 import config
 from portal import sqlite  # noqa: F401  (registers the SQLite engine hooks)
-from portal.extensions import csrf, db, login_manager, migrate
+from portal.extensions import csrf, db, limiter, login_manager, migrate
 
 
 def create_app(overrides=None):
@@ -16,6 +16,7 @@ def create_app(overrides=None):
     migrate.init_app(app, db, directory=_migrations_dir())
     login_manager.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
 
     from portal import admin, api, auth, commands, errors, ops, petportal, webhooks
 

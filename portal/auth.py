@@ -5,9 +5,11 @@ other kind of account.
 """
 
 from functools import wraps
+from urllib.parse import unquote, urlsplit
 
-from flask import abort, redirect, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import update
 
 from portal.extensions import db, login_manager
 from portal.models import Client, StaffUser
@@ -48,22 +50,60 @@ def staff_required(view):
 
 
 def client_required(view):
-    """Let only a signed-in pet parent through; others get the portal's sign-in help page."""
+    """Let only a signed-in pet parent through; others get a 401 page that offers both ways to sign in."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):
         if not isinstance(current_user._get_current_object(), Client):
-            abort(401)
+            next_path = request.path if request.method == "GET" else None
+            return render_template("portal/sign_in_required.html", next_path=next_path), 401
         return view(*args, **kwargs)
 
     return wrapped
 
 
+def sign_out_everywhere(client):
+    """Raise the session version of every client record sharing ``client``'s mobile number.
+
+    A pet parent reads every clinic's thread through any of their records, so ending the sessions
+    of only one record would leave sessions opened through the others signed in.
+    """
+    db.session.execute(
+        update(Client)
+        .where(Client.mobile_number == client.mobile_number)
+        .values(session_version=Client.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# Percent-decoding stops after this many rounds; a value still changing then is rejected.
+MAX_DECODE_ROUNDS = 4
+
+
 def safe_next(target):
-    """Return ``target`` if it is a path on this site, else None."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Return ``target`` if it is a path on this site, else None.
+
+    The checks run on the value as given and on each percent-decoded form of it, so an encoded
+    ``//`` (``%2F%2F``) or backslash (``%5C``) is rejected like the plain one.
+    """
+    if not target or len(target) > 2000:
         return None
+    value = target
+    for _ in range(MAX_DECODE_ROUNDS):
+        if not _is_local_path(value):
+            return None
+        decoded = unquote(value)
+        if decoded == value:
+            return target
+        value = decoded
+    return None
+
+
+def _is_local_path(value):
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return False
     # Browsers drop tabs and newlines from a URL, so "/\t/evil.example" would lead off-site.
-    if not target.isprintable():
-        return None
-    return target
+    if not value.isprintable():
+        return False
+    parts = urlsplit(value)
+    return not parts.scheme and not parts.netloc

@@ -10,15 +10,15 @@ import logging
 
 from bandwidth.models.inbound_callback import InboundCallback
 from bandwidth.models.status_callback import StatusCallback
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, request, send_file
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
-from notifier import queues
+from notifier import media, outbound_media, queues
 from notifier.inbound import act_on_keyword, store_inbound
 from notifier.status import StatusEvent, apply_event, parse_ref
 from portal.extensions import csrf, db
-from portal.models import Clinic
+from portal.models import Attachment, Clinic
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -97,6 +97,16 @@ def _after_inbound(messages):
         act_on_keyword(message)
         if message.attachments:
             queues.enqueue_media_fetch(message.id)
+
+
+@bp.route("/media/<token>", methods=["GET", "HEAD"])
+def provider_media(token):
+    """Serve an outbound attachment to the provider that fetches it; the signed URL is the only key."""
+    attachment_id = outbound_media.attachment_id_from(token)
+    found = db.session.get(Attachment, attachment_id) if attachment_id else None
+    if found is None or not found.storage_key:
+        abort(404)
+    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
 
 
 def _twilio_clinic_or_403(clinic_id):

@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from conftest import TWILIO_SID, TWILIO_TOKEN
 from helpers import delivery
+from notifier import jobs
 from portal.extensions import db
 from portal.models import Clinic, Delivery
 
@@ -145,6 +146,19 @@ def provider_creates(live):
         for entry in live.carrier.logged_requests()
         if entry["method"] == "POST" and entry["path"].endswith(("/Messages.json", "/messages"))
     ]
+
+
+def run_send_job(app, message_id, channel="sms"):
+    """Run the send job of the message's delivery once, in its own app context as a worker does.
+
+    A burst of ``run_worker`` can wait up to a second for RQ's command listener to stop, so tests
+    that only need one send call the job itself.
+    """
+    with app.app_context():
+        row = db.session.execute(
+            db.select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == channel)
+        ).scalar_one()
+        return jobs.send_text(row.id)
 
 
 def reload(row):

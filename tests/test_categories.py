@@ -16,14 +16,17 @@ from dataclasses import dataclass
 
 import pytest
 from prometheus_client import REGISTRY
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
-from conftest import run_worker
 from helpers import bearer, send_via_api, wait_for_callbacks
+from notifier import queues
 from portal.models import utcnow
 from provider_stubs import (
     ErrorProvider,
     bandwidth_error_body,
     post_failure,
+    run_send_job,
     sms_delivery,
     twilio_error_body,
 )
@@ -164,7 +167,7 @@ def fail_at_create(client, live, factory, error_provider, case):
     stub = start_stub_for(case, error_provider)
     number = OPTED_OUT_NUMBER if stub is None else DELIVERED_NUMBER
     message_id = send_via_api(client, token, number)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     return token, message_id, stub
 
 
@@ -173,11 +176,20 @@ def fail_by_callback(client, live, factory, case):
     clinic = factory.clinic(case.provider)
     token = factory.api_token(clinic)
     message_id = send_via_api(client, token, NO_RECEIPT_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     wait_for_callbacks(live)
     response = post_failure(client, live.app, sms_delivery(message_id), case.code)
     assert response.status_code == 200
     return token, message_id
+
+
+def retry_job_scheduled(row):
+    """Return whether RQ holds the delivery's next send job, scheduled for later."""
+    try:
+        job = Job.fetch(queues.send_job_id(row.id, row.attempts + 1), connection=queues.connection())
+    except NoSuchJobError:
+        return False
+    return job.get_status() == JobStatus.SCHEDULED
 
 
 def api_sms(client, token, message_id):
@@ -197,6 +209,7 @@ def test_create_error_category(client, live, factory, error_provider, retries_wa
     assert row.status == ("queued" if case.retried else "failed")
     assert (row.next_attempt_at is not None and row.next_attempt_at > utcnow()) == case.retried
     assert row.attempts == 1
+    assert retry_job_scheduled(row) == case.retried
     assert sms["staff_message"] == expected_text(case)
     if stub is not None:
         assert len(stub.paths) == 1
@@ -214,6 +227,7 @@ def test_callback_error_category(client, live, factory, retries_wait, case):
     assert row.status == ("queued" if case.retried else "undelivered")
     assert (row.next_attempt_at is not None and row.next_attempt_at > utcnow()) == case.retried
     assert row.attempts == 1
+    assert retry_job_scheduled(row) == case.retried
     assert sms["staff_message"] == expected_text(case)
 
 
@@ -231,15 +245,14 @@ def test_unmapped_code_retried_once(client, live, factory, caplog, provider, cod
     clinic = factory.clinic(provider)
     token = factory.api_token(clinic)
     message_id = send_via_api(client, token, NO_RECEIPT_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     wait_for_callbacks(live)
 
     post_failure(client, live.app, sms_delivery(message_id), code)
     retrying = api_sms(client, token, message_id)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     wait_for_callbacks(live)
     post_failure(client, live.app, sms_delivery(message_id), code)
-    run_worker(live.app)
 
     row = sms_delivery(message_id)
     records = unmapped_records(caplog, code)

@@ -23,7 +23,7 @@ def staff_text(category):
 
 
 def sent_once(client, live, factory, provider, number):
-    """Send one message through the API and the worker; return the clinic, message id and request."""
+    """Send one message through the API and the worker, and return the clinic, message id and request."""
     clinic = factory.clinic(provider, fallback=False)
     message_id = send_via_api(client, factory.api_token(clinic), number)
     run_worker(live.app)
