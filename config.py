@@ -5,9 +5,13 @@ names every hosting platform uses. Outside development, secrets have no default,
 one stops the process at start with a message naming the variable.
 """
 
+import base64
+import binascii
 import os
+import re
+from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 PREFIX = "PAWPOST_"
 ENVIRONMENTS = ("development", "test", "production")
@@ -95,6 +99,17 @@ def load(overrides=None):
         # How long "Stay signed in" keeps someone signed in without a new link or code.
         "REMEMBER_COOKIE_DURATION": timedelta(days=_int("REMEMBER_DAYS", 30)),
         "WTF_CSRF_TIME_LIMIT": None,
+        # Outgoing mail server. Unset, development writes each email to PAWPOST_MAIL_DIR as a
+        # .eml file and the other environments send no email.
+        "PAWPOST_SMTP_URL": _env("SMTP_URL"),
+        "PAWPOST_MAIL_FROM": _env("MAIL_FROM"),
+        "PAWPOST_MAIL_DIR": _env("MAIL_DIR", os.path.abspath(os.path.join("instance", "outbox"))),
+        "PAWPOST_EMAIL_MAX_ATTEMPTS": _int("EMAIL_MAX_ATTEMPTS", 4),
+        # Web Push is off unless both VAPID keys are set; `flask push generate-vapid-keys` makes a pair.
+        "PAWPOST_VAPID_PUBLIC_KEY": _env("VAPID_PUBLIC_KEY"),
+        "PAWPOST_VAPID_PRIVATE_KEY": _env("VAPID_PRIVATE_KEY"),
+        "PAWPOST_VAPID_SUBJECT": _env("VAPID_SUBJECT"),
+        "PAWPOST_PUSH_MAX_ATTEMPTS": _int("PUSH_MAX_ATTEMPTS", 4),
     }
     settings.update(overrides)
     for key, (variable, development_default) in REQUIRED.items():
@@ -105,6 +120,8 @@ def load(overrides=None):
         settings[key] = development_default
 
     settings["PAWPOST_BASE_URL"] = _check_base_url(settings["PAWPOST_BASE_URL"])
+    _check_mail(settings, environment)
+    _check_vapid(settings, environment)
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
     # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.
@@ -131,6 +148,128 @@ def _check_base_url(url):
             "Use a base URL of at most 60 characters so pointer texts fit one SMS segment."
         )
     return url
+
+
+DEVELOPMENT_MAIL_FROM = "notifications@pawpost.example"
+# Deliberately loose: one @ with text on both sides and no spaces or angle brackets.
+ADDRESS_PATTERN = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
+BASE64URL_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+SMTP_URL_EXAMPLE = "smtp://user:password@mail.example.com:587?starttls=true"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The parts of PAWPOST_SMTP_URL."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    # smtps:// speaks TLS from the first byte; starttls upgrades a plain smtp:// connection.
+    implicit_tls: bool
+    starttls: bool
+
+
+def parse_smtp_url(url):
+    """Parse ``smtp://user:password@host:port`` or ``smtps://…``, with ``?starttls=true`` for smtp://.
+
+    Error messages never repeat the URL, since it can contain the password.
+    """
+    name = PREFIX + "SMTP_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError(f"{name} must start with smtp:// or smtps://, for example {SMTP_URL_EXAMPLE}.")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{name} has an invalid port. Use a number from 1 to 65535.")
+    if not parts.hostname:
+        raise ConfigError(f"{name} has no host name, for example {SMTP_URL_EXAMPLE}.")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"starttls"})
+    if unknown:
+        raise ConfigError(f"{name} has unknown options {', '.join(unknown)}; the only option is starttls=true.")
+    starttls_value = options.get("starttls", ["false"])[-1].lower()
+    if starttls_value not in ("true", "false"):
+        raise ConfigError(f"{name} has starttls={starttls_value!r}. Use starttls=true or starttls=false.")
+    starttls = starttls_value == "true"
+    implicit_tls = parts.scheme == "smtps"
+    if implicit_tls and starttls:
+        raise ConfigError(f"{name} asks for smtps:// and starttls=true. Use one: smtps:// (port 465) or starttls (port 587).")
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port or (465 if implicit_tls else 587 if starttls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=implicit_tls,
+        starttls=starttls,
+    )
+
+
+def _check_mail(settings, environment):
+    if settings["PAWPOST_SMTP_URL"]:
+        # Checked in every environment: a mistyped URL has no sensible fallback.
+        parse_smtp_url(settings["PAWPOST_SMTP_URL"])
+        if not settings["PAWPOST_MAIL_FROM"] and environment != "development":
+            raise ConfigError(
+                f"{PREFIX}MAIL_FROM is not set. Set it to the address emails are sent from, "
+                "for example notifications@pawpost.example.com."
+            )
+    settings["PAWPOST_MAIL_FROM"] = settings["PAWPOST_MAIL_FROM"] or DEVELOPMENT_MAIL_FROM
+    if not ADDRESS_PATTERN.fullmatch(settings["PAWPOST_MAIL_FROM"]):
+        raise ConfigError(
+            f"{PREFIX}MAIL_FROM={settings['PAWPOST_MAIL_FROM']!r} is not an email address. "
+            "Set a bare address such as notifications@pawpost.example.com; the clinic's name is added as the sender name."
+        )
+
+
+def base64url_bytes(value):
+    """Decode unpadded base64url text, as Web Push keys are written; return None when it is not base64url."""
+    if not isinstance(value, str) or not BASE64URL_PATTERN.fullmatch(value):
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _check_vapid(settings, environment):
+    public, private = settings["PAWPOST_VAPID_PUBLIC_KEY"], settings["PAWPOST_VAPID_PRIVATE_KEY"]
+    if not settings["PAWPOST_VAPID_SUBJECT"]:
+        # Push services contact this address about problems, so production needs a real one.
+        if public and environment != "development" and settings["PAWPOST_MAIL_FROM"] == DEVELOPMENT_MAIL_FROM:
+            raise ConfigError(
+                f"{PREFIX}VAPID_SUBJECT is not set. Set it to a contact for push services, "
+                "for example mailto:ops@pawpost.example.com."
+            )
+        settings["PAWPOST_VAPID_SUBJECT"] = "mailto:" + settings["PAWPOST_MAIL_FROM"]
+    if not settings["PAWPOST_VAPID_SUBJECT"].startswith(("mailto:", "https://")):
+        raise ConfigError(
+            f"{PREFIX}VAPID_SUBJECT must be a mailto: or https:// contact for push services, "
+            "for example mailto:ops@pawpost.example.com."
+        )
+    if not public and not private:
+        return
+    if not (public and private):
+        missing = "VAPID_PRIVATE_KEY" if public else "VAPID_PUBLIC_KEY"
+        raise ConfigError(f"{PREFIX}{missing} is not set. Set both VAPID keys, or neither to turn Web Push off.")
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private_bytes = base64url_bytes(private)
+    if private_bytes is None or len(private_bytes) != 32:
+        raise ConfigError(
+            f"{PREFIX}VAPID_PRIVATE_KEY is not a base64url P-256 private key (32 bytes). "
+            "Run `flask push generate-vapid-keys` for a new pair."
+        )
+    derived = ec.derive_private_key(int.from_bytes(private_bytes, "big"), ec.SECP256R1()).public_key()
+    if derived.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint) != base64url_bytes(public):
+        raise ConfigError(
+            f"{PREFIX}VAPID_PUBLIC_KEY does not belong to {PREFIX}VAPID_PRIVATE_KEY. "
+            "Set the two keys printed together by `flask push generate-vapid-keys`."
+        )
 
 
 def _with_driver(url):

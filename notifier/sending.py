@@ -27,7 +27,7 @@ class InvalidMessage(ValueError):
 def validate_body(body):
     """Return ``body`` stripped, or raise InvalidMessage when it is empty or too long."""
     if not isinstance(body, str) or not body.strip():
-        raise InvalidMessage("body", "The message body is empty. Write the text to send.")
+        raise InvalidMessage("body", "The message body is empty. Write the text to send, or attach a photo.")
     body = body.strip()
     if len(body) > MAX_BODY_CHARS:
         raise InvalidMessage(

@@ -86,7 +86,10 @@ def apply_event(clinic, event):
 
     if delivery is not None and status is None:
         outcome = "ignored"
-    elif delivery is not None and event.attempt is not None and event.attempt != delivery.attempts:
+    elif delivery is not None and event.attempt is not None and (
+        event.attempt != delivery.attempts or delivery.next_attempt_at is not None
+    ):
+        # A delivery waiting for its retry has no attempt in flight: the event is for one that failed.
         outcome = "stale"
     elif delivery is not None:
         moved = advance(delivery, status, event.error_code, event.provider_message_id)
@@ -131,7 +134,14 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
         values["final_at"] = now
     statement = (
         update(Delivery)
-        .where(Delivery.id == delivery.id, Delivery.status_rank < rank, Delivery.attempts == delivery.attempts)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status_rank < rank,
+            Delivery.attempts == delivery.attempts,
+            # A scheduled retry sets next_attempt_at and the claim clears it, so a late event of
+            # the failed attempt cannot move a delivery that waits for its retry.
+            Delivery.next_attempt_at.is_(None),
+        )
         .values(**values)
         .execution_options(synchronize_session=False)
     )

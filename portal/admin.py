@@ -5,8 +5,9 @@ import logging
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 
-from notifier import media
+from notifier import media, outbound_media
 from notifier.explain import staff_message
+from notifier.timeline import timeline
 from notifier.sending import InvalidMessage, check_new_number, find_or_create_client, send_message
 from portal.auth import safe_next, staff_required
 from portal.extensions import db
@@ -91,6 +92,7 @@ def conversation(client_id):
         form=SendTextForm(),
         staff_message=staff_message,
         texting=texting_state(client),
+        timeline=timeline,
     )
 
 
@@ -108,19 +110,25 @@ def attachment(attachment_id):
 @bp.post("/clients/<int:client_id>/messages")
 @staff_required
 def send(client_id):
-    """Send a text to one client."""
+    """Send a text, with optional photos or videos, to one client."""
     client = get_client_or_404(client_id)
     form = SendTextForm()
-    if form.validate_on_submit():
-        try:
-            send_message(client, form.body.data, source="admin", author=current_user)
-            flash("Message queued to send.", "success")
-        except InvalidMessage as exc:
-            db.session.rollback()
-            flash(str(exc), "error")
-    else:
+    if not form.validate_on_submit():
         flash("Write a message of at most 1600 characters, then send again.", "error")
+        return redirect(url_for("admin.conversation", client_id=client.id))
+    try:
+        uploads = outbound_media.check_uploads(client.clinic.provider, _uploaded_files())
+        send_message(client, form.body.data or "", source="admin", author=current_user, uploads=uploads)
+        flash("Message queued to send.", "success")
+    except (InvalidMessage, outbound_media.UploadRejected) as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
     return redirect(url_for("admin.conversation", client_id=client.id))
+
+
+def _uploaded_files():
+    files = [f for f in request.files.getlist("attachments") if f and f.filename]
+    return [(f.filename, f.read()) for f in files]
 
 
 def texting_state(client):

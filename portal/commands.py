@@ -22,7 +22,7 @@ def init_app(app):
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--reconcile-every", default=30, show_default=True, help="Seconds between reconciler passes; 0 turns it off.")
 def worker(burst, reconcile_every):
-    """Run an RQ worker on the fallback, sms and default queues, in that priority order."""
+    """Run an RQ worker on the signin, fallback, sms and default queues, in that priority order."""
     from notifier.worker import build_worker, start_reconciler
 
     app = current_app._get_current_object()

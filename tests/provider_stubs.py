@@ -102,16 +102,15 @@ def post_twilio_status(client, app, row, status, error_code=None, attempt=None):
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
-def post_bandwidth_failed(client, row, error_code, attempt=None):
-    """Post a Bandwidth ``message-failed`` event for delivery ``row`` with the clinic's basic auth."""
+def post_bandwidth_event(client, row, event_type, error_code=None, attempt=None):
+    """Post one Bandwidth status event for delivery ``row`` with the clinic's basic auth."""
     clinic = db.session.get(Clinic, row.message.clinic_id)
     number = row.message.client.mobile_number
     event = {
-        "type": "message-failed",
+        "type": event_type,
         "time": "2026-01-05T18:20:16Z",
-        "description": "Stub failure",
+        "description": "Stub event",
         "to": number,
-        "errorCode": int(error_code),
         "message": {
             "id": row.provider_message_id or "1741101377000stub",
             "owner": clinic.sender_number,
@@ -125,6 +124,8 @@ def post_bandwidth_failed(client, row, error_code, attempt=None):
             "tag": f"{row.id}.{row.attempts if attempt is None else attempt}",
         },
     }
+    if error_code is not None:
+        event["errorCode"] = int(error_code)
     return client.post(
         f"/webhooks/bandwidth/{clinic.id}/messages",
         json=[event],
@@ -136,7 +137,7 @@ def post_failure(client, app, row, error_code):
     """Post the provider's failure callback with ``error_code`` for the delivery's current attempt."""
     if row.provider == "twilio":
         return post_twilio_status(client, app, row, "undelivered", error_code)
-    return post_bandwidth_failed(client, row, error_code)
+    return post_bandwidth_event(client, row, "message-failed", error_code)
 
 
 def provider_creates(live):
