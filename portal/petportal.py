@@ -1,33 +1,63 @@
-"""Pet Portal for pet parents: pointer-link sign-in and the inbox."""
+"""Pet Portal for pet parents: link sign-in, one thread per clinic, messages, replies and attachments."""
 
 import logging
 
-from flask import Blueprint, abort, redirect, render_template, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import update
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import media
-from portal.auth import client_required
-from portal.extensions import db
-from portal.forms import ConfirmForm
-from portal.models import Attachment, Client, Delivery, Message, PortalToken, utcnow
+from portal import threads
+from portal.auth import client_required, sign_out_everywhere
+from portal.extensions import csrf, db
+from portal.forms import ConfirmForm, ConfirmLinkForm, ReplyForm
+from portal.models import Attachment, Client, Message, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("portal", __name__)
+
+# Types every browser shows inline, so staff can see what was sent; Safari on iPhone converts
+# HEIC photos to JPEG when a file input accepts image/*.
+PHOTO_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP"}
+PHOTO_MAX_BYTES = media.MAX_MEDIA_BYTES
+# Room for the reply text, the CSRF token and the multipart headers around the photo.
+REPLY_FORM_OVERHEAD_BYTES = 64 * 1024
+THREAD_PAGE_SIZE = 50
+
+# Portal pages load only their own stylesheet and scripts, and no page may frame them.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "media-src 'self'",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 @bp.after_request
 def private_pages(response):
     # Links carry sign-in tokens, so pages must not leak them to other sites or caches.
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    if request.endpoint != "portal.attachment":
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/")
 def home():
-    """Send a signed-in pet parent to their inbox; explain sign-in to everyone else."""
+    """Send a signed-in pet parent to their inbox; explain both ways to sign in to everyone else."""
     if isinstance(current_user._get_current_object(), Client):
         return redirect(url_for("portal.inbox"))
     return render_template("portal/home.html")
@@ -35,29 +65,31 @@ def home():
 
 @bp.get("/p/<token>")
 def confirm_link(token):
-    """Show a one-button page for a pointer link; a GET spends nothing and signs nobody in."""
+    """Show a one-button page for a pointer or email link; a GET spends nothing and signs nobody in."""
     row, problem = _usable_token(token)
     if problem:
-        return render_template("portal/link_problem.html", problem=problem), 410 if problem != "unknown" else 404
-    return render_template("portal/confirm_link.html", clinic=row.client.clinic, form=ConfirmForm())
+        return _link_problem(row, problem)
+    return render_template("portal/confirm_link.html", clinic=row.client.clinic, form=ConfirmLinkForm())
 
 
 @bp.post("/p/<token>")
 def open_link(token):
     """Spend the link's token, sign the pet parent in and open the linked message."""
+    form = ConfirmLinkForm()
     row, problem = _usable_token(token)
-    if problem is None and not ConfirmForm().validate_on_submit():
+    if problem is None and not form.validate_on_submit():
         abort(400)
     if problem is None and not _spend(row):
         problem = "used"
     if problem:
-        return render_template("portal/link_problem.html", problem=problem), 410 if problem != "unknown" else 404
+        return _link_problem(row, problem)
 
-    login_user(row.client)
+    login_user(row.client, remember=form.remember.data)
     log.info("Client %s signed in with a %s link.", row.client_id, row.purpose)
     if row.message_id is None:
         return redirect(url_for("portal.inbox"))
-    _mark_read(row.message_id)
+    # Pressing the button was the request to read this message, so it counts as read.
+    threads.mark_read([row.message_id])
     db.session.commit()
     return redirect(url_for("portal.message", message_id=row.message_id))
 
@@ -65,69 +97,190 @@ def open_link(token):
 @bp.get("/inbox")
 @client_required
 def inbox():
-    """List the pet parent's conversation with their clinic, newest first, their own replies included."""
-    rows = db.session.execute(
-        db.select(Message, Delivery)
-        .outerjoin(Delivery, (Delivery.message_id == Message.id) & (Delivery.channel == "portal"))
-        .where(Message.client_id == current_user.id)
-        .where((Message.direction == "inbound") | (Delivery.id.is_not(None)))
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(100)
-    ).all()
-    return render_template("portal/inbox.html", rows=rows, client=current_user, form=ConfirmForm())
+    """List one thread per clinic, newest activity first, with unread counts."""
+    summaries = threads.thread_summaries(current_user)
+    return render_template("portal/inbox.html", threads=summaries, form=ConfirmForm())
+
+
+@bp.get("/inbox/threads/<int:client_id>")
+@client_required
+def thread(client_id):
+    """Show one clinic's thread, oldest of the latest page first, with the reply form at the end."""
+    record = get_thread_or_404(client_id)
+    return _render_thread(record, ReplyForm())
+
+
+@bp.post("/inbox/threads/<int:client_id>/messages")
+@csrf.exempt
+@client_required
+def reply(client_id):
+    """Store the pet parent's reply, with at most one photo, as an inbound message in the thread."""
+    record = get_thread_or_404(client_id)
+    # Lowered before anything parses the body, so a larger upload is rejected unread.
+    request.max_content_length = PHOTO_MAX_BYTES + REPLY_FORM_OVERHEAD_BYTES
+    try:
+        csrf.protect()
+    except RequestEntityTooLarge:
+        return _render_thread(record, ReplyForm(formdata=None), photo_too_large_text(), 413)
+
+    form = ReplyForm()
+    body = (form.body.data or "").strip()
+    upload = form.photo.data if form.photo.data and form.photo.data.filename else None
+    if not form.validate():
+        return _render_thread(record, form, "Your message is too long. Shorten it to at most 1600 characters.", 400)
+    if not body and upload is None:
+        return _render_thread(record, form, "Write a message or add a photo, then press Send.", 400)
+
+    data = upload.read(PHOTO_MAX_BYTES + 1) if upload is not None else b""
+    problem = check_photo(data) if upload is not None else None
+    if problem:
+        return _render_thread(record, form, problem, 400)
+
+    message = _store_reply(record, body, data)
+    flash(f"Your message was sent to {record.clinic.name}.", "success")
+    return redirect(url_for("portal.thread", client_id=record.id, _anchor=f"message-{message.id}"))
+
+
+def check_photo(data):
+    """Return why ``data`` cannot be a reply photo, or None when it can."""
+    if not data:
+        return "The photo file is empty. Choose the photo again."
+    if len(data) > PHOTO_MAX_BYTES:
+        return photo_too_large_text()
+    content_type = media.sniff_type(data)
+    if content_type not in PHOTO_TYPES:
+        names = ", ".join(PHOTO_TYPES.values())
+        return f"The file you attached is not a photo Pawpost can show. Attach a {names} photo."
+    return None
+
+
+def photo_too_large_text():
+    megabytes = PHOTO_MAX_BYTES // (1024 * 1024)
+    return f"The photo is larger than {megabytes} MB, the most a reply can carry. Choose a smaller photo."
+
+
+def _store_reply(record, body, photo):
+    message = Message(
+        clinic_id=record.clinic_id, client_id=record.id, direction="inbound", source="portal", body=body
+    )
+    db.session.add(message)
+    db.session.flush()
+    if photo:
+        key, content_type = media.store(record.clinic_id, message.id, 0, photo)
+        message.attachments.append(
+            Attachment(
+                position=0, content_type=content_type, size_bytes=len(photo), storage_key=key, fetched_at=utcnow()
+            )
+        )
+    db.session.commit()
+    log.info("Client %s replied through the Pet Portal: message %s, %s photo(s).", record.id, message.id, len(message.attachments))
+    return message
 
 
 @bp.get("/inbox/messages/<int:message_id>")
 @client_required
 def message(message_id):
-    """Show one message to its owner."""
+    """Show one message to its owner; reading it here does not mark it read."""
     found = get_message_or_404(message_id)
-    return render_template("portal/message.html", message=found, form=ConfirmForm())
+    return render_template("portal/message.html", message=found, portal=found.delivery("portal"), form=ConfirmForm())
+
+
+@bp.post("/inbox/messages/<int:message_id>/read")
+@client_required
+def mark_message_read(message_id):
+    """Mark one message as read, which staff see on the message."""
+    found = get_message_or_404(message_id)
+    threads.mark_read([found.id])
+    db.session.commit()
+    return redirect(url_for("portal.message", message_id=found.id))
+
+
+@bp.post("/inbox/threads/<int:client_id>/read")
+@client_required
+def mark_thread_read(client_id):
+    """Mark every message of one clinic's thread as read."""
+    record = get_thread_or_404(client_id)
+    threads.mark_read(db.select(Message.id).where(Message.client_id == record.id))
+    db.session.commit()
+    return redirect(url_for("portal.thread", client_id=record.id))
 
 
 @bp.post("/inbox/read")
 @client_required
 def mark_all_read():
-    """Mark every message in the inbox as read."""
-    if ConfirmForm().validate_on_submit():
-        ids = db.select(Message.id).where(Message.client_id == current_user.id)
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.message_id.in_(ids), Delivery.channel == "portal", Delivery.read_at.is_(None))
-            .values(read_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+    """Mark every message of every thread as read."""
+    threads.mark_read(db.select(Message.id).where(Message.client_id.in_(threads.person_client_ids(current_user))))
+    db.session.commit()
     return redirect(url_for("portal.inbox"))
+
+
+@bp.get("/inbox/attachments/<int:attachment_id>")
+@client_required
+def attachment(attachment_id):
+    """Serve a photo or video of the signed-in pet parent's own threads."""
+    found = db.session.get(Attachment, attachment_id)
+    if found is None or not found.storage_key:
+        abort(404)
+    get_message_or_404(found.message_id)
+    response = send_file(media.path_for(found.storage_key), mimetype=found.content_type, conditional=True)
+    # The browser may keep the file but must ask again, so a signed-out browser gets no copy.
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.post("/logout")
 def logout():
-    """Sign the pet parent out."""
-    if ConfirmForm().validate_on_submit():
-        logout_user()
+    """Sign the pet parent out on every device, ending every session and "stay signed in" cookie."""
+    user = current_user._get_current_object()
+    if isinstance(user, Client):
+        sign_out_everywhere(user)
+        db.session.commit()
+        log.info("Client %s signed out everywhere.", user.id)
+    logout_user()
+    flash("You are signed out on every device.", "success")
     return redirect(url_for("portal.home"))
 
 
+def get_thread_or_404(client_id):
+    """Return the client record of a thread if it belongs to the signed-in pet parent, else 404."""
+    record = db.session.get(Client, client_id)
+    if record is None or record.mobile_number != current_user.mobile_number:
+        abort(404)
+    return record
+
+
 def get_message_or_404(message_id):
-    """Return the message if it belongs to the signed-in pet parent, else 404."""
+    """Return the message if one of the signed-in pet parent's threads shows it, else 404."""
     found = db.session.get(Message, message_id)
-    if found is None or found.client_id != current_user.id:
+    if found is None or found.client.mobile_number != current_user.mobile_number:
         abort(404)
     if found.direction != "inbound" and found.delivery("portal") is None:
         abort(404)
     return found
 
 
-@bp.get("/inbox/attachments/<int:attachment_id>")
-@client_required
-def attachment(attachment_id):
-    """Serve a photo or video of the signed-in pet parent's own conversation."""
-    found = db.session.get(Attachment, attachment_id)
-    if found is None or not found.storage_key:
-        abort(404)
-    get_message_or_404(found.message_id)
-    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
+def _render_thread(record, form, error=None, status=200):
+    before = request.args.get("before", type=int)
+    messages, has_older = threads.thread_messages(record, before=before, limit=THREAD_PAGE_SIZE)
+    page = render_template(
+        "portal/thread.html",
+        record=record,
+        messages=messages,
+        has_older=has_older,
+        form=form,
+        read_form=ConfirmForm(),
+        error=error,
+        photo_max_mb=PHOTO_MAX_BYTES // (1024 * 1024),
+        photo_types=", ".join(PHOTO_TYPES.values()),
+    )
+    return page, status
+
+
+def _link_problem(row, problem):
+    # A used or expired link still names its message, so signing in by code can lead back to it.
+    next_path = url_for("portal.message", message_id=row.message_id) if row and row.message_id else None
+    status = 404 if problem == "unknown" else 410
+    return render_template("portal/link_problem.html", problem=problem, next_path=next_path), status
 
 
 def _usable_token(raw):
@@ -157,10 +310,5 @@ def _spend(row):
     return spent
 
 
-def _mark_read(message_id):
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.message_id == message_id, Delivery.channel == "portal", Delivery.read_at.is_(None))
-        .values(read_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+# Routes in their own modules, registered on ``bp`` when imported.
+from portal import petportal_format, petportal_preferences, petportal_signin  # noqa: E402, F401

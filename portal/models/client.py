@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -14,7 +14,7 @@ from portal.models.types import UTCDateTime, utcnow
 
 class Client(UserMixin, db.Model):
     __tablename__ = "clients"
-    __table_args__ = (UniqueConstraint("clinic_id", "mobile_number"),)
+    __table_args__ = (UniqueConstraint("clinic_id", "mobile_number"), UniqueConstraint("clinic_id", "pims_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
@@ -22,6 +22,10 @@ class Client(UserMixin, db.Model):
     # E.164, normalised with the clinic's country as default.
     mobile_number: Mapped[str] = mapped_column(String(20))
     email: Mapped[str | None] = mapped_column(String(254))
+    # The client's id in the clinic's practice-management system, and every number it lists
+    # (JSON: [{"number", "type"}]); mobile_number is the one chosen for texts.
+    pims_id: Mapped[str | None] = mapped_column(String(64))
+    pims_numbers: Mapped[str | None] = mapped_column(Text)
     # Set when the client proved they read this address (a link or code sent there was used).
     email_verified_at = mapped_column(UTCDateTime, nullable=True)
     email_enabled: Mapped[bool] = mapped_column(default=False)

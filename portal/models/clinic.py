@@ -27,6 +27,10 @@ class Clinic(db.Model):
     # Twilio long codes answer STOP, START and HELP themselves; Pawpost then only records them.
     provider_handles_keywords: Mapped[bool] = mapped_column(default=False)
     help_text: Mapped[str | None] = mapped_column(String(300))
+    # IANA time zone of the clinic; quiet hours are local wall-clock minutes after midnight.
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    quiet_start_minute: Mapped[int | None] = mapped_column()
+    quiet_end_minute: Mapped[int | None] = mapped_column()
     # Twilio credentials: the auth token also signs Twilio's callbacks to us.
     twilio_account_sid: Mapped[str | None] = mapped_column(String(64))
     twilio_auth_token: Mapped[str | None] = mapped_column(String(128))
@@ -70,6 +74,11 @@ class StaffUser(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     # Operators run Pawpost and see every clinic; clinic staff have a clinic_id.
     is_operator: Mapped[bool] = mapped_column(default=False)
+    # Clinic admins manage their clinic's API tokens.
+    is_clinic_admin: Mapped[bool] = mapped_column(default=False)
+    # Repeated wrong passwords lock the account until this time.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until = mapped_column(UTCDateTime, nullable=True)
     created_at = mapped_column(UTCDateTime, default=utcnow)
 
     clinic = relationship("Clinic", back_populates="staff")
@@ -96,6 +105,7 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at = mapped_column(UTCDateTime, default=utcnow)
     revoked_at = mapped_column(UTCDateTime, nullable=True)
+    last_used_at = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str | None] = mapped_column(Text)
 
     clinic = relationship("Clinic")
@@ -109,3 +119,19 @@ class ApiToken(db.Model):
         """Create a token for ``clinic`` and return ``(row, raw_token)``; the raw value is shown once."""
         raw = raw or "pp_" + secrets.token_urlsafe(32)
         return cls(clinic=clinic, name=name, token_hash=cls.hash(raw)), raw
+
+
+class IdempotencyKey(db.Model):
+    """The first response to an API request sent with an ``Idempotency-Key`` header, replayed on retries."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("clinic_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the method, path and body, so a different request with a reused key is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column()
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at = mapped_column(UTCDateTime, default=utcnow)

@@ -48,6 +48,8 @@ class Message(db.Model):
     # Inbound only: the keyword it matched (opt_out, opt_in, help), or "review" when it mentions
     # stopping in other words and staff should read it.
     keyword: Mapped[str | None] = mapped_column(String(8))
+    # When a scheduled message goes out; quiet hours can move it later than the requested time.
+    send_at = mapped_column(UTCDateTime, nullable=True)
     created_at = mapped_column(UTCDateTime, default=utcnow)
 
     client = relationship("Client")

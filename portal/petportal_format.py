@@ -1,0 +1,47 @@
+"""Template filters of the Pet Portal: clinic phone numbers and times in the clinic's time zone."""
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+from portal.petportal import bp
+
+UTC = ZoneInfo("UTC")
+
+
+@bp.app_template_filter("phone_display")
+def phone_display(e164, country="US"):
+    """Return ``e164`` as people in ``country`` write it, such as (555) 900-0001, or unchanged."""
+    try:
+        parsed = phonenumbers.parse(e164, country)
+    except phonenumbers.NumberParseException:
+        return e164
+    if phonenumbers.region_code_for_number(parsed) == country:
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+@lru_cache(maxsize=1024)
+def clinic_zone(sender_number):
+    """Return the time zone of a clinic's number when its area code has exactly one, else UTC."""
+    try:
+        zones = phone_timezone.time_zones_for_number(phonenumbers.parse(sender_number))
+    except phonenumbers.NumberParseException:
+        return UTC
+    if len(zones) != 1:
+        return UTC
+    try:
+        return ZoneInfo(zones[0])
+    except (ZoneInfoNotFoundError, ValueError):
+        # phonenumbers answers Etc/Unknown for numbers it cannot place.
+        return UTC
+
+
+@bp.app_template_filter("clinic_time")
+def clinic_time(moment, clinic):
+    """Return ``moment`` as a short local time of ``clinic``, such as "Dec 4, 2026, 5:50 PM EST"."""
+    local = moment.astimezone(clinic_zone(clinic.sender_number))
+    hour = local.hour % 12 or 12
+    return f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M %p} {local.tzname()}"
