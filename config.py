@@ -84,6 +84,11 @@ def load(overrides=None):
         "PAWPOST_DEMO_TOKEN_BANDWIDTH": _env("DEMO_TOKEN_BANDWIDTH"),
         "PAWPOST_DEMO_TOKEN_TWILIO": _env("DEMO_TOKEN_TWILIO"),
         "PAWPOST_LOG_JSON": _bool("LOG_JSON", False),
+        # Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-* headers
+        # are trusted; requests from anywhere else keep their own address and scheme.
+        "PAWPOST_TRUSTED_PROXIES": _env("TRUSTED_PROXIES", ""),
+        # Bearer token that /metrics requires; unset, /metrics answers 404.
+        "PAWPOST_METRICS_TOKEN": _env("METRICS_TOKEN"),
         # Media URLs handed to providers stop working after this many hours.
         "PAWPOST_MEDIA_URL_HOURS": _int("MEDIA_URL_HOURS", 24),
         # Uploads above this size are refused before the body is read.

@@ -19,10 +19,50 @@ IN_PROGRESS = {
 }
 
 
+# Staff text for email and push deliveries by channel and status, then by failure category.
+# {error} is the last SMTP or HTTP status (or "no connection"), {attempts} the attempts made.
+NOTIFICATION_PROGRESS = {
+    "email": {
+        "queued": "Waiting to send the email.",
+        "sending": "Sending the email.",
+        "delivered": "Email accepted by the client's mail server.",
+    },
+    "push": {
+        "queued": "Waiting to send the push notification.",
+        "sending": "Sending the push notification.",
+        "delivered": "Push notification accepted by the push service of the client's browser.",
+    },
+}
+NOTIFICATION_FAILURES = {
+    "email": {
+        "temporary": "The mail server kept failing ({error}); Pawpost stopped after {attempts}. "
+        "If you see a pattern, escalate to support.",
+        "rejected": "The client's mail server rejected the email ({error}). "
+        "Check the email address on the client record in your PIMS.",
+        "setup": "Pawpost's email setup has a problem ({error}). Contact support.",
+        "opted_out": "Not emailed: the client turned email notifications off in the Pet Portal.",
+        "no_address": "Not emailed: the client has no verified email address.",
+        "not_configured": "Not emailed: email is not set up on this Pawpost server. Contact support.",
+    },
+    "push": {
+        "temporary": "The push service kept failing ({error}); Pawpost stopped after {attempts}. "
+        "If you see a pattern, escalate to support.",
+        "rejected": "The push service rejected the notification ({error}). Contact support if it keeps happening.",
+        "subscription_gone": "No push notification: the client's browsers no longer accept notifications. "
+        "The client can turn them on again in the Pet Portal.",
+        "opted_out": "No push notification: the client turned push notifications off in the Pet Portal.",
+        "no_subscription": "No push notification: none of the client's browsers is signed up for notifications.",
+        "not_configured": "No push notification: Web Push is not set up on this Pawpost server. Contact support.",
+    },
+}
+
+
 def staff_message(delivery):
     """Return the sentence staff see for ``delivery``."""
     if delivery.channel == "portal":
         return _portal_message(delivery)
+    if delivery.channel in NOTIFICATION_PROGRESS:
+        return _notification_message(delivery)
     if delivery.channel == "pointer":
         return _pointer_message(delivery)
     if delivery.status == "queued" and delivery.attempts and delivery.category:
@@ -88,3 +128,25 @@ def _pointer_message(delivery):
     if delivery.status == "delivered":
         return "Pet Portal notice text delivered."
     return "Pet Portal notice text: " + IN_PROGRESS.get(delivery.status, delivery.status).lower()
+
+
+def _notification_message(delivery):
+    channel = delivery.channel
+    noun = "email" if channel == "email" else "push notification"
+    error = _error_text(channel, delivery.error_code)
+    if delivery.status == "queued" and delivery.attempts:
+        attempt = f"attempt {delivery.attempts + 1} of {delivery.max_attempts}"
+        return f"A transient issue stopped the {noun} ({error}); retrying automatically ({attempt})."
+    if delivery.status in NOTIFICATION_PROGRESS[channel]:
+        return NOTIFICATION_PROGRESS[channel][delivery.status]
+    attempts = "1 attempt" if delivery.attempts == 1 else f"{delivery.attempts} attempts"
+    template = NOTIFICATION_FAILURES[channel].get(delivery.category)
+    if template is None:
+        return f"The {noun} was not sent ({error}). Contact support."
+    return template.format(error=error, attempts=attempts)
+
+
+def _error_text(channel, code):
+    if not code or not code.isdigit():
+        return {"connection": "no connection"}.get(code, code or "no error code")
+    return f"{'SMTP' if channel == 'email' else 'HTTP'} {code}"

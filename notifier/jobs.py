@@ -6,10 +6,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import media, metrics, outbound_media, policy, providers, queues, stats, status
+from notifier import mail, media, metrics, outbound_media, policy, providers, push, queues, stats, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
+from portal.logging import log_context
 from portal.models import STATUS_RANK, Client, Delivery, Message, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,11 @@ def send_text(delivery_id):
         return "skipped"
 
     delivery = db.session.get(Delivery, delivery_id)
+    with log_context(message_id=delivery.message_id, clinic_id=delivery.message.clinic_id, delivery_id=delivery.id):
+        return _send(delivery)
+
+
+def _send(delivery):
     message = delivery.message
     clinic = message.clinic
     reason = None if message.source == "keyword" else policy.suppression_reason(clinic, message.client.mobile_number)
@@ -53,8 +59,101 @@ def send_text(delivery_id):
 
     status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)
     db.session.commit()
+    metrics.SENDS.labels(clinic.provider, delivery.channel).inc()
+    if delivery.channel == "pointer" and delivery.attempts == 1:
+        # The pointer row is created by the callback that reported the filter.
+        metrics.CALLBACK_TO_FALLBACK.observe((utcnow() - delivery.created_at).total_seconds())
     log.info("Delivery %s accepted by %s as %s.", delivery.id, clinic.provider, result.provider_message_id)
     return "accepted"
+
+
+def send_email(delivery_id):
+    """Email one message to its client with a sign-in link to the Pet Portal, once per attempt."""
+    if not claim(delivery_id):
+        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+        return "skipped"
+
+    delivery = db.session.get(Delivery, delivery_id)
+    message = delivery.message
+    reason = mail.skip_reason(message.client)
+    if reason is not None:
+        return _suppress(delivery, reason)
+
+    email = mail.notification(message, _portal_link(message, "email"))
+    # The link's token is stored before the email that carries it leaves.
+    db.session.commit()
+    try:
+        email_id = mail.send_mail(message.client.email, **email)
+    except mail.MailError as exc:
+        log.warning("Email delivery %s of message %s failed: %s", delivery.id, message.id, exc)
+        return _fail_notification(delivery, exc.code, exc.category, exc.temporary)
+
+    status.advance(delivery, "delivered")
+    db.session.commit()
+    log.info("Email delivery %s of message %s sent as %s.", delivery.id, message.id, email_id)
+    return "delivered"
+
+
+def send_push(delivery_id):
+    """Send one message's Web Push notification to each browser of its client, once per attempt.
+
+    The delivery counts as delivered when at least one browser's push service took it.
+    """
+    if not claim(delivery_id):
+        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+        return "skipped"
+
+    delivery = db.session.get(Delivery, delivery_id)
+    message = delivery.message
+    reason = push.skip_reason(message.client)
+    if reason is not None:
+        return _suppress(delivery, reason)
+
+    outcome = push.notify(message)
+    if outcome.delivered:
+        status.advance(delivery, "delivered")
+        db.session.commit()
+        log.info("Push delivery %s of message %s reached %s browsers.", delivery.id, message.id, outcome.delivered)
+        return "delivered"
+    if not outcome.failures:
+        # Every subscription was gone and is now deleted, so a retry has nowhere to go.
+        status.advance(delivery, "failed", "gone", category="subscription_gone")
+        db.session.commit()
+        log.info("Push delivery %s of message %s failed: every subscription is gone.", delivery.id, message.id)
+        return "failed"
+    temporary_codes = [code for code, temporary in outcome.failures if temporary]
+    if temporary_codes:
+        return _fail_notification(delivery, temporary_codes[0], "temporary", True)
+    return _fail_notification(delivery, outcome.failures[0][0], "rejected", False)
+
+
+def _suppress(delivery, reason):
+    status.advance(delivery, "suppressed", category=reason)
+    db.session.commit()
+    log.info("Delivery %s (%s) not sent: %s.", delivery.id, delivery.channel, reason)
+    return "suppressed"
+
+
+def _fail_notification(delivery, code, category, temporary):
+    """Record a failed email or push attempt; queue the next one when the failure is temporary.
+
+    Uses the SMS backoff (policy.backoff_seconds) and the delivery's own max_attempts.
+    """
+    status.advance(delivery, "failed", code, category=category)
+    when = None
+    if temporary and delivery.attempts < delivery.max_attempts:
+        when = utcnow() + timedelta(seconds=policy.backoff_seconds(delivery.attempts))
+    if when is not None and policy.schedule_retry(delivery, when):
+        db.session.commit()
+        queues.enqueue_send(delivery, when)
+        log.info(
+            "Delivery %s (%s) will retry at %s (attempt %s of %s).",
+            delivery.id, delivery.channel, when.isoformat(), delivery.attempts + 1, delivery.max_attempts,
+        )
+        return "retrying"
+    db.session.commit()
+    log.warning("Delivery %s (%s) failed with %s (%s); no attempt is left.", delivery.id, delivery.channel, code, category)
+    return "failed"
 
 
 def claim(delivery_id):
@@ -114,15 +213,19 @@ def _body_for(delivery):
     if delivery.channel != "pointer":
         return delivery.message.body
     message = delivery.message
+    return pointer_text(message.clinic.name, _portal_link(message, "pointer"))
+
+
+def _portal_link(message, purpose):
+    """Add a single-use sign-in token for ``message`` to the session and return the link carrying it."""
     token, raw = PortalToken.issue(
         client_id=message.client_id,
         message_id=message.id,
-        purpose="pointer",
+        purpose=purpose,
         days=current_app.config["PAWPOST_PORTAL_TOKEN_DAYS"],
     )
     db.session.add(token)
-    url = f"{current_app.config['PAWPOST_BASE_URL']}/p/{raw}"
-    return pointer_text(message.clinic.name, url)
+    return f"{current_app.config['PAWPOST_BASE_URL']}/p/{raw}"
 
 
 def _media_pointer(message, count):

@@ -10,8 +10,18 @@ from rq import Queue, Retry
 log = logging.getLogger(__name__)
 
 # Workers read queues in this order, so sign-in codes (which expire in minutes) and pointer
-# texts after a carrier filter go out before a backlog of ordinary sends.
-QUEUE_ORDER = ("signin", "fallback", "sms", "default")
+# texts after a carrier filter go out before a backlog of ordinary sends. Email and push come
+# before every SMS queue, so SMS retries and fallbacks never hold them up in a shared worker.
+# A worker that reads only ("email", "push") also keeps a slow mail server from delaying texts.
+QUEUE_ORDER = ("signin", "email", "push", "fallback", "sms", "default")
+
+# The job that sends a delivery of each channel.
+SEND_JOBS = {
+    "sms": "notifier.jobs.send_text",
+    "pointer": "notifier.jobs.send_text",
+    "email": "notifier.jobs.send_email",
+    "push": "notifier.jobs.send_push",
+}
 
 
 def connection():
@@ -38,8 +48,10 @@ def enqueue_send(delivery, at=None):
     The delivery row is already committed, so a failed enqueue loses nothing: the reconciler
     queues it again once Redis is reachable.
     """
-    # Pointers and retries go ahead of the bulk of first attempts.
-    name = "fallback" if delivery.channel == "pointer" or delivery.attempts else "sms"
+    # NOTE: the reconciler repairs only SMS and pointer deliveries so far, so an email or push
+    # delivery whose enqueue fails stays queued until it covers those channels too.
+    name = _send_queue(delivery)
+    job = SEND_JOBS[delivery.channel]
     options = {
         "job_id": send_job_id(delivery.id, delivery.attempts + 1),
         "result_ttl": 600,
@@ -47,13 +59,20 @@ def enqueue_send(delivery, at=None):
     }
     try:
         if at is None or at <= datetime.now(timezone.utc):
-            queue(name).enqueue("notifier.jobs.send_text", delivery.id, **options)
+            queue(name).enqueue(job, delivery.id, **options)
         else:
-            queue(name).enqueue_at(at, "notifier.jobs.send_text", delivery.id, **options)
+            queue(name).enqueue_at(at, job, delivery.id, **options)
     except redis.exceptions.RedisError as exc:
         log.warning("Could not queue delivery %s (%s); the reconciler will retry.", delivery.id, exc)
         return False
     return True
+
+
+def _send_queue(delivery):
+    if delivery.channel in ("email", "push"):
+        return delivery.channel
+    # Pointers and retries go ahead of the bulk of first attempts.
+    return "fallback" if delivery.channel == "pointer" or delivery.attempts else "sms"
 
 
 def enqueue_followups(followups):

@@ -5,7 +5,7 @@ import logging
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from notifier import media, queues
+from notifier import mail, media, push, queues
 from notifier.phone import InvalidPhoneNumber, normalize
 from portal.extensions import db
 from portal.models import FINAL_RANK, Attachment, Client, Delivery, Message, utcnow
@@ -74,7 +74,10 @@ def _client_by_number(clinic, e164):
 
 
 def send_message(client, body, source, author=None, uploads=()):
-    """Store a message to ``client`` with its SMS and portal deliveries, commit, then queue the SMS.
+    """Store a message to ``client`` with one delivery per channel, commit, then queue each send.
+
+    Email and push deliveries are added for a client who turned them on; each has its own job,
+    queue and retries, so nothing that happens to the SMS changes them.
 
     ``uploads`` are ``(name, data, content_type)`` triples already checked against the provider's
     limits; they are stored before anything is queued.
@@ -98,9 +101,26 @@ def send_message(client, body, source, author=None, uploads=()):
     portal = Delivery(
         message=message, channel="portal", status="delivered", status_rank=FINAL_RANK, final_at=utcnow()
     )
-    db.session.add_all([message, sms, portal])
+    notifications = _notification_deliveries(message, client, source)
+    db.session.add_all([message, sms, portal, *notifications])
     db.session.commit()
     log.info("Message %s stored for clinic %s with SMS delivery %s.", message.id, client.clinic_id, sms.id)
 
     queues.enqueue_send(sms)
+    for delivery in notifications:
+        log.info("Message %s also goes by %s as delivery %s.", message.id, delivery.channel, delivery.id)
+        queues.enqueue_send(delivery)
     return message
+
+
+def _notification_deliveries(message, client, source):
+    # Keyword replies (STOP, HELP) answer a text, so they go back by text only.
+    if source == "keyword":
+        return []
+    settings = current_app.config
+    deliveries = []
+    if mail.skip_reason(client) is None:
+        deliveries.append(Delivery(message=message, channel="email", max_attempts=settings["PAWPOST_EMAIL_MAX_ATTEMPTS"]))
+    if push.skip_reason(client) is None:
+        deliveries.append(Delivery(message=message, channel="push", max_attempts=settings["PAWPOST_PUSH_MAX_ATTEMPTS"]))
+    return deliveries

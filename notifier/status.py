@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from notifier import metrics, policy, stats
 from notifier.classify import classify
 from portal.extensions import db
+from portal.logging import log_context
 from portal.models import FAILED_STATUSES, FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def apply_event(clinic, event):
     The caller commits, then passes the follow-ups to ``queues.enqueue_followups``.
     """
     delivery = _find_delivery(clinic, event)
+    message_id = delivery.message_id if delivery is not None else None
+    with log_context(clinic_id=clinic.id, message_id=message_id, delivery_id=delivery.id if delivery else None):
+        return _apply(clinic, event, delivery)
+
+
+def _apply(clinic, event, delivery):
     status = map_status(event.provider, event.provider_status)
     outcome, followups = "unmatched", []
 
@@ -146,6 +153,8 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
         .execution_options(synchronize_session=False)
     )
     moved = db.session.execute(statement).rowcount == 1
+    if moved and rank >= FINAL_RANK:
+        metrics.FINAL_DELIVERIES.labels(delivery.channel, status, values.get("category") or "").inc()
     if moved and status in ("delivered", "unknown", "suppressed"):
         stats.record(delivery, status, category)
     if provider_message_id and not delivery.provider_message_id:
@@ -160,6 +169,8 @@ def settle(clinic, delivery):
         return []
     classification = classify(delivery.provider, delivery.error_code or "none")
     _learn(clinic, delivery, classification)
+    if delivery.channel == "pointer":
+        metrics.POINTER_FAILURES.labels(delivery.provider).inc()
 
     if classification.category == "carrier_filtered":
         stats.record(delivery, "failed", delivery.category)

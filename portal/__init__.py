@@ -18,8 +18,9 @@ def create_app(overrides=None):
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from portal import admin, api, auth, commands, errors, ops, petportal, webhooks
+    from portal import admin, api, auth, commands, errors, ops, petportal, security, webhooks
 
+    security.init_app(app)
     auth.init_app(app)
     for blueprint in (petportal.bp, admin.bp, webhooks.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)

@@ -1,6 +1,7 @@
 """Staff admin: sign-in, clients, conversations and the send form."""
 
 import logging
+from datetime import timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
@@ -12,25 +13,46 @@ from notifier.sending import InvalidMessage, check_new_number, find_or_create_cl
 from portal.auth import safe_next, staff_required
 from portal.extensions import db
 from portal.forms import ConfirmForm, NewConversationForm, SendTextForm, StaffLoginForm
-from portal.models import Attachment, Client, Consent, Message, PhoneLine, StaffUser
+from portal.models import Attachment, Client, Consent, Message, PhoneLine, StaffUser, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
+# Five wrong passwords in a row lock a staff account for fifteen minutes.
+LOCKOUT_AFTER = 5
+LOCKOUT_FOR = timedelta(minutes=15)
+
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign a staff member in with email and password."""
+    """Sign a staff member in with email and password; repeated failures lock the account for a while."""
     form = StaffLoginForm()
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         user = db.session.execute(db.select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
+        if user is not None and user.locked_until and user.locked_until > utcnow():
+            minutes = max(1, int((user.locked_until - utcnow()).total_seconds() // 60) + 1)
+            flash(f"Too many wrong passwords. This account is locked; try again in {minutes} minutes.", "error")
+            return render_template("admin/login.html", form=form), 429
         if user is not None and user.check_password(form.password.data):
+            user.failed_logins, user.locked_until = 0, None
+            db.session.commit()
             login_user(user, remember=form.remember.data)
             log.info("Staff user %s signed in.", user.id)
             return redirect(safe_next(request.args.get("next")) or url_for("admin.clients"))
+        if user is not None:
+            _count_failure(user)
         flash("That email and password do not match an account. Check both and try again.", "error")
     return render_template("admin/login.html", form=form)
+
+
+def _count_failure(user):
+    user.failed_logins += 1
+    if user.failed_logins >= LOCKOUT_AFTER:
+        user.locked_until = utcnow() + LOCKOUT_FOR
+        user.failed_logins = 0
+        log.warning("Staff user %s locked out after %s wrong passwords.", user.id, LOCKOUT_AFTER)
+    db.session.commit()
 
 
 @bp.post("/logout")

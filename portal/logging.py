@@ -1,9 +1,46 @@
 """Process-wide logging, configured once at each entry point."""
 
+import contextvars
 import json
 import logging
 import logging.config
 import os
+import re
+from contextlib import contextmanager
+
+# Ids of the message and clinic a line is about, set around each job and webhook.
+_context = contextvars.ContextVar("pawpost_log_context", default={})
+# Anything shaped like a phone number: a +, then 10 to 15 digits, or 10+ digits with separators.
+PHONE_PATTERN = re.compile(r"\+\d{10,15}|\b\d{3}[-. )]{0,2}\d{3}[-. ]\d{4}\b")
+
+
+@contextmanager
+def log_context(**ids):
+    """Stamp every log line inside the block with ``ids`` (message_id, clinic_id, delivery_id)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in ids.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Add the context ids to each record, and mask phone numbers that slipped into a message."""
+
+    def filter(self, record):
+        ids = _context.get()
+        record.ids = " ".join(f"{key}={value}" for key, value in sorted(ids.items()))
+        record.context = ids
+        text = record.getMessage()
+        masked = PHONE_PATTERN.sub(_mask, text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+def _mask(match):
+    digits = re.sub(r"\D", "", match.group(0))
+    return "•" * (len(digits) - 2) + digits[-2:]
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,6 +52,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **getattr(record, "context", {}),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -29,11 +67,16 @@ def configure_logging(level=None):
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {
-                "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+                "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s %(ids)s"},
                 "json": {"()": JsonFormatter},
             },
+            "filters": {"context": {"()": ContextFilter}},
             "handlers": {
-                "stderr": {"class": "logging.StreamHandler", "formatter": "json" if as_json else "plain"},
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "json" if as_json else "plain",
+                    "filters": ["context"],
+                },
             },
             # The Twilio SDK logs each request at INFO; lookups put phone numbers in the URL.
             "loggers": {"twilio.http_client": {"level": "WARNING"}},

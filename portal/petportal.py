@@ -262,11 +262,15 @@ def get_message_or_404(message_id):
 def _render_thread(record, form, error=None, status=200):
     before = request.args.get("before", type=int)
     messages, has_older = threads.thread_messages(record, before=before, limit=THREAD_PAGE_SIZE)
+    portal_copies = [m.delivery("portal") for m in messages]
+    unread, _unread_chat = threads.unread_counts([record.id]).get(record.id, (0, 0))
     page = render_template(
         "portal/thread.html",
         record=record,
         messages=messages,
         has_older=has_older,
+        unread=unread,
+        has_chat=any(copy is not None and copy.chat_notification for copy in portal_copies),
         form=form,
         read_form=ConfirmForm(),
         error=error,
@@ -312,3 +316,4 @@ def _spend(row):
 
 # Routes in their own modules, registered on ``bp`` when imported.
 from portal import petportal_format, petportal_preferences, petportal_signin  # noqa: E402, F401
+from portal import petportal_push  # noqa: E402, F401  (Web Push routes and the `flask push` commands)

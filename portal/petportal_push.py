@@ -96,9 +96,10 @@ def delete_subscription():
     if row is None:
         return _error("You have no push subscription with this endpoint.", 404)
 
+    subscription_id = row.id
     db.session.delete(row)
     db.session.commit()
-    log.info("Client %s deleted push subscription %s.", current_user.id, row.id)
+    log.info("Client %s deleted push subscription %s.", current_user.id, subscription_id)
     return jsonify(deleted=True)
 
 

@@ -55,7 +55,7 @@ def visible_messages():
 def thread_summaries(client):
     """Return the person's threads, newest activity first, each with its unread counts."""
     records = person_clients(client)
-    counts = _unread_counts([record.id for record in records])
+    counts = unread_counts([record.id for record in records])
     summaries = []
     for record in records:
         latest = db.session.execute(
@@ -72,7 +72,8 @@ def thread_summaries(client):
     return summaries
 
 
-def _unread_counts(client_ids):
+def unread_counts(client_ids):
+    """Return ``{client_id: (unread, unread_chat_notifications)}`` for threads with unread messages."""
     rows = db.session.execute(
         db.select(
             Message.client_id,
