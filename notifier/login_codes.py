@@ -14,7 +14,7 @@ import redis
 from flask import current_app
 from markupsafe import escape
 
-from notifier import policy, providers, queues
+from notifier import mail, policy, providers, queues
 from notifier.gsm import to_gsm7
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
@@ -32,11 +32,11 @@ CHANNELS = ("email", "sms")
 def can_receive(client, channel):
     """Return whether ``client`` can get a code by ``channel``.
 
-    Email needs an address the client verified. SMS needs a number that Pawpost may text from
-    the clinic's sender: not opted out and not known to be a landline.
+    Email needs an address the client verified and a configured mail server. SMS needs a number
+    that Pawpost may text from the clinic's sender: not opted out and not known to be a landline.
     """
     if channel == "email":
-        return bool(client.email and client.email_verified_at)
+        return bool(client.email and client.email_verified_at) and mail.configured()
     if channel == "sms":
         return policy.suppression_reason(client.clinic, client.mobile_number) is None
     return False
@@ -124,9 +124,6 @@ def _send_sms(client, row, code):
 
 
 def _send_email(client, row, code):
-    # Imported here because the mail module loads its SMTP settings only where email is sent.
-    from notifier import mail
-
     clinic_name = client.clinic.name
     subject = f"Your Pet Portal sign-in code: {code}"
     text = (

@@ -1,7 +1,8 @@
 """Web Push: VAPID keys, checks on browser subscriptions, and one notification per subscription.
 
 A notification carries the clinic's name, a generic line and a link, never the message text,
-because phones show notifications on the lock screen.
+because phones show notifications on the lock screen. Subscriptions belong to a person: every
+client record with the same mobile number (one per clinic) reaches the same browsers.
 """
 
 import base64
@@ -23,6 +24,7 @@ from sqlalchemy import delete, update
 from config import base64url_bytes
 from portal.extensions import db
 from portal.models import PushSubscription, utcnow
+from portal.threads import person_client_ids
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def skip_reason(client):
     if not client.push_enabled:
         return "opted_out"
     exists = db.session.execute(
-        db.select(PushSubscription.id).where(PushSubscription.client_id == client.id).limit(1)
+        db.select(PushSubscription.id).where(PushSubscription.client_id.in_(person_client_ids(client))).limit(1)
     ).first()
     if exists is None:
         return "no_subscription"
@@ -167,15 +169,15 @@ def _is_public_name(host):
 def save_subscription(client, endpoint, p256dh, auth, user_agent):
     """Store or refresh the subscription of one of ``client``'s browsers; return ``(row, created)``.
 
-    Raises EndpointTaken when the endpoint belongs to another client with different keys. The
-    same browser signed in as another client sends the same keys, so it moves to this client.
+    Raises EndpointTaken when the endpoint belongs to another person with different keys. The
+    same browser signed in as another person sends the same keys, so it moves to this client.
     """
     row = db.session.execute(db.select(PushSubscription).where(PushSubscription.endpoint == endpoint)).scalar_one_or_none()
-    if row is not None and row.client_id != client.id and (row.p256dh, row.auth) != (p256dh, auth):
+    if row is not None and not owns(client, row) and (row.p256dh, row.auth) != (p256dh, auth):
         raise EndpointTaken(row.id)
     created = row is None
     if created:
-        _make_room(client.id)
+        _make_room(client)
         row = PushSubscription(client_id=client.id, endpoint=endpoint)
         db.session.add(row)
     row.client_id = client.id
@@ -184,10 +186,15 @@ def save_subscription(client, endpoint, p256dh, auth, user_agent):
     return row, created
 
 
-def _make_room(client_id):
+def owns(client, subscription):
+    """Return True when ``subscription`` belongs to the person ``client`` is a record of."""
+    return subscription.client_id in db.session.execute(person_client_ids(client)).scalars().all()
+
+
+def _make_room(client):
     rows = db.session.execute(
         db.select(PushSubscription.id)
-        .where(PushSubscription.client_id == client_id)
+        .where(PushSubscription.client_id.in_(person_client_ids(client)))
         .order_by(PushSubscription.created_at.desc(), PushSubscription.id.desc())
         .offset(MAX_SUBSCRIPTIONS_PER_CLIENT - 1)
     ).scalars().all()
@@ -197,16 +204,18 @@ def _make_room(client_id):
             .where(PushSubscription.id.in_(rows))
             .execution_options(synchronize_session=False)
         )
-        log.info("Client %s: removed %s oldest push subscriptions to make room.", client_id, len(rows))
+        log.info("Client %s: removed %s oldest push subscriptions to make room.", client.id, len(rows))
 
 
 def notify(message):
-    """Send one notification about ``message`` to each of its client's subscriptions.
+    """Send one notification about ``message`` to each subscription of the person it is for.
 
     Subscriptions the push service reports gone (404 or 410) are deleted. The caller commits.
     """
     subscriptions = db.session.execute(
-        db.select(PushSubscription).where(PushSubscription.client_id == message.client_id).order_by(PushSubscription.id)
+        db.select(PushSubscription)
+        .where(PushSubscription.client_id.in_(person_client_ids(message.client)))
+        .order_by(PushSubscription.id)
     ).scalars().all()
     payload = json.dumps(
         {

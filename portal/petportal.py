@@ -25,31 +25,12 @@ PHOTO_MAX_BYTES = media.MAX_MEDIA_BYTES
 REPLY_FORM_OVERHEAD_BYTES = 64 * 1024
 THREAD_PAGE_SIZE = 50
 
-# Portal pages load only their own stylesheet and scripts, and no page may frame them.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "media-src 'self'",
-        "connect-src 'self'",
-        "worker-src 'self'",
-        "manifest-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
-
-
 @bp.after_request
 def private_pages(response):
     # Links carry sign-in tokens, so pages must not leak them to other sites or caches.
+    # The app-wide Content-Security-Policy and nosniff headers come from portal.security.
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if request.endpoint != "portal.attachment":
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -88,12 +88,9 @@ def delete_subscription():
     if not isinstance(endpoint, str) or not endpoint:
         return _error('endpoint is missing. Send {"endpoint": "<the subscription endpoint>"}.', 400)
 
-    row = db.session.execute(
-        db.select(PushSubscription).where(
-            PushSubscription.endpoint == endpoint, PushSubscription.client_id == current_user.id
-        )
-    ).scalar_one_or_none()
-    if row is None:
+    row = db.session.execute(db.select(PushSubscription).where(PushSubscription.endpoint == endpoint)).scalar_one_or_none()
+    # Another person's subscription gets the same answer as none, so endpoints cannot be probed.
+    if row is None or not push.owns(current_user, row):
         return _error("You have no push subscription with this endpoint.", 404)
 
     subscription_id = row.id

@@ -27,6 +27,19 @@ csrf.exempt(bp)
 # Bandwidth batches events; a larger array is refused rather than processed half-way.
 MAX_BANDWIDTH_EVENTS = 100
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# Provider callbacks are a few kilobytes; a larger body is refused before it is read.
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+@bp.before_request
+def limit_body():
+    if request.path.startswith("/webhooks/media/"):
+        return None
+    if request.content_length is None and request.headers.get("Transfer-Encoding"):
+        abort(400, "Send the callback with a Content-Length header.")
+    if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+        abort(400, f"The body is {request.content_length} bytes; callbacks may be at most {MAX_WEBHOOK_BYTES}.")
+    return None
 
 
 @bp.post("/twilio/<int:clinic_id>/status")

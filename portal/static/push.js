@@ -2,26 +2,20 @@
  *
  * Load it with <script src="{{ url_for('static', filename='push.js') }}" defer></script> on a
  * signed-in portal page that has:
- *   <meta name="csrf-token" content="{{ csrf_token() }}">  sent as the X-CSRFToken header
+ *   <meta name="csrf-token" content="{{ csrf_token() }}">  sent as the X-CSRFToken header; without
+ *                                                           it, the first csrf_token form field is sent
  *   <button type="button" id="enable-push">                 subscribes this browser on click
  *   <button type="button" id="disable-push">  (optional)    removes this browser's subscription
  *   <p id="push-status" role="status">        (optional)    receives each outcome as a sentence
- * A stored subscription also turns the client's push preference on. Turning push off for every
+ * Storing a subscription also turns the client's push preference on. Turning push off for every
  * device is the preferences form's job; #disable-push only forgets this browser.
  */
 (function () {
   "use strict";
 
+  var WORKER_URL = "/static/sw.js";
   var enableButton = document.getElementById("enable-push");
   var disableButton = document.getElementById("disable-push");
-  if (!enableButton && !disableButton) {
-    return;
-  }
-  if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
-    say("This browser cannot show notifications from the Pet Portal. Try email notifications instead.");
-    setDisabled(true);
-    return;
-  }
 
   function say(text) {
     var status = document.getElementById("push-status");
@@ -39,13 +33,13 @@
   }
 
   function post(url, body) {
-    var token = document.querySelector('meta[name="csrf-token"]');
+    var token = document.querySelector('meta[name="csrf-token"]') || document.querySelector('input[name="csrf_token"]');
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      // The portal pages send no Referer by default; Flask-WTF's HTTPS check needs one.
+      // Portal pages send no Referer by default, but Flask-WTF requires one on HTTPS.
       referrerPolicy: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": token ? token.content : "" },
+      headers: { "Content-Type": "application/json", "X-CSRFToken": token ? token.content || token.value : "" },
       body: JSON.stringify(body),
     }).then(function (response) {
       if (response.ok) {
@@ -65,27 +59,28 @@
     return Uint8Array.from(binary, function (character) { return character.charCodeAt(0); });
   }
 
-  function registration() {
-    return navigator.serviceWorker.register(document.currentScript ? "" : "", { scope: "/" });
+  function fetchKey() {
+    return fetch("/push/key", { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) {
+        throw new Error("Notifications are not available from the Pet Portal right now. Try email notifications instead.");
+      }
+      return response.json();
+    });
   }
 
   function enable() {
     setDisabled(true);
-    say("Turning on notifications…");
+    say("Turning on notifications.");
     Notification.requestPermission()
       .then(function (permission) {
         if (permission !== "granted") {
           throw new Error("Notifications are blocked for this site. Allow them in your browser's site settings, then try again.");
         }
-        return Promise.all([fetch("/push/key", { credentials: "same-origin" }), navigator.serviceWorker.register(WORKER_URL)]);
+        return Promise.all([fetchKey(), navigator.serviceWorker.register(WORKER_URL)]);
       })
       .then(function (results) {
-        if (!results[0].ok) {
-          throw new Error("Notifications are not available on this server right now.");
-        }
-        return results[0].json().then(function (key) {
-          return results[1].pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key.public_key) });
-        });
+        var options = { userVisibleOnly: true, applicationServerKey: keyBytes(results[0].public_key) };
+        return results[1].pushManager.subscribe(options);
       })
       .then(function (subscription) { return post("/push/subscriptions", subscription.toJSON()); })
       .then(function () { say("Notifications are on for this device."); })
@@ -95,14 +90,16 @@
 
   function disable() {
     setDisabled(true);
-    navigator.serviceWorker.getRegistration(WORKER_URL)
-      .then(function (found) { return found ? found.pushManager.getSubscription() : null; })
+    navigator.serviceWorker.register(WORKER_URL)
+      .then(function (registration) { return registration.pushManager.getSubscription(); })
       .then(function (subscription) {
         if (!subscription) {
           return null;
         }
-        return post("/push/subscriptions/delete", { endpoint: subscription.endpoint }).then(function () {
-          return subscription.unsubscribe();
+        var endpoint = subscription.endpoint;
+        return subscription.unsubscribe().then(function () {
+          // An unsubscribed endpoint is dead; if this request fails, the next push removes it.
+          return post("/push/subscriptions/delete", { endpoint: endpoint }).catch(function () { return null; });
         });
       })
       .then(function () { say("Notifications are off for this device."); })
@@ -110,7 +107,14 @@
       .then(function () { setDisabled(false); });
   }
 
-  var WORKER_URL = "/static/sw.js";
+  if (!enableButton && !disableButton) {
+    return;
+  }
+  if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
+    say("This browser cannot show notifications from the Pet Portal. Try email notifications instead.");
+    setDisabled(true);
+    return;
+  }
   if (enableButton) {
     enableButton.addEventListener("click", enable);
   }
