@@ -117,29 +117,37 @@ def send_sample_traffic():
     return sent
 
 
+def sandbox_entries(clinic, base_url):
+    """Return the sandbox config entries of ``clinic``: its Bandwidth application (or None) and its number."""
+    if clinic.provider == "bandwidth":
+        application = {
+            "callback_url": f"{base_url}/webhooks/bandwidth/{clinic.id}/messages",
+            "username": clinic.webhook_username,
+            "password": clinic.webhook_password,
+        }
+        number = {
+            "provider": "bandwidth",
+            "application_id": clinic.bandwidth_application_id,
+            "account_id": clinic.bandwidth_account_id,
+        }
+        return application, number
+    number = {
+        "provider": "twilio",
+        "inbound_url": f"{base_url}/webhooks/twilio/{clinic.id}/inbound",
+        "account_sid": clinic.twilio_account_sid,
+        "auth_token": clinic.twilio_auth_token,
+    }
+    return None, number
+
+
 def write_sandbox_config(path):
-    """Write the sandbox carrier's config: where each demo Bandwidth application posts callbacks."""
+    """Write the sandbox carrier's config: where each demo clinic's callbacks and inbound texts go."""
     base = current_app.config["PAWPOST_BASE_URL"]
     applications, numbers = {}, {}
     for clinic in db.session.execute(db.select(Clinic)).scalars():
-        if clinic.provider == "bandwidth":
-            applications[clinic.bandwidth_application_id] = {
-                "callback_url": f"{base}/webhooks/bandwidth/{clinic.id}/messages",
-                "username": clinic.webhook_username,
-                "password": clinic.webhook_password,
-            }
-            numbers[clinic.sender_number] = {
-                "provider": "bandwidth",
-                "application_id": clinic.bandwidth_application_id,
-                "account_id": clinic.bandwidth_account_id,
-            }
-        else:
-            numbers[clinic.sender_number] = {
-                "provider": "twilio",
-                "inbound_url": f"{base}/webhooks/twilio/{clinic.id}/inbound",
-                "account_sid": clinic.twilio_account_sid,
-                "auth_token": clinic.twilio_auth_token,
-            }
+        application, numbers[clinic.sender_number] = sandbox_entries(clinic, base)
+        if application is not None:
+            applications[clinic.bandwidth_application_id] = application
     config = {"bandwidth_applications": applications, "numbers": numbers, "allowed_link_prefix": base + "/p/"}
     # Write then rename, so the sandbox, which rereads the file, never sees half of it.
     partial = f"{path}.part"

@@ -23,6 +23,7 @@ from werkzeug.serving import make_server
 import sandbox
 from notifier.worker import build_worker
 from portal import create_app
+from portal.demo import sandbox_entries
 from portal.extensions import db
 from portal.models import ApiToken, Client, Clinic, StaffUser
 from sandbox.config import normalize_config
@@ -207,24 +208,9 @@ class Factory:
         config = dict(carrier.config)
         applications = dict(config["bandwidth_applications"])
         numbers = dict(config.get("numbers") or {})
-        if clinic.provider == "bandwidth":
-            applications[clinic.bandwidth_application_id] = {
-                "callback_url": f"{self.live.url}/webhooks/bandwidth/{clinic.id}/messages",
-                "username": clinic.webhook_username,
-                "password": clinic.webhook_password,
-            }
-            numbers[clinic.sender_number] = {
-                "provider": "bandwidth",
-                "application_id": clinic.bandwidth_application_id,
-                "account_id": clinic.bandwidth_account_id,
-            }
-        else:
-            numbers[clinic.sender_number] = {
-                "provider": "twilio",
-                "inbound_url": f"{self.live.url}/webhooks/twilio/{clinic.id}/inbound",
-                "account_sid": clinic.twilio_account_sid,
-                "auth_token": clinic.twilio_auth_token,
-            }
+        application, numbers[clinic.sender_number] = sandbox_entries(clinic, self.live.url)
+        if application is not None:
+            applications[clinic.bandwidth_application_id] = application
         config["bandwidth_applications"] = applications
         config["numbers"] = numbers
         carrier.set_config(normalize_config(config))
