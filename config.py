@@ -91,6 +91,8 @@ def load(overrides=None):
         "PAWPOST_METRICS_TOKEN": _env("METRICS_TOKEN"),
         # Media URLs handed to providers stop working after this many hours.
         "PAWPOST_MEDIA_URL_HOURS": _int("MEDIA_URL_HOURS", 24),
+        # Requests one API token may send, in Flask-Limiter notation such as "600 per minute".
+        "PAWPOST_API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
         # Uploads above this size are refused before the body is read.
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_BYTES", 12 * 1024 * 1024),
         # Look up the line type of each new number (Twilio Lookup v2, a paid add-on).
@@ -170,7 +172,7 @@ class SmtpSettings:
     port: int
     username: str | None
     password: str | None
-    # smtps:// speaks TLS from the first byte; starttls upgrades a plain smtp:// connection.
+    # smtps:// speaks TLS from the first byte, while starttls upgrades a plain smtp:// connection.
     implicit_tls: bool
     starttls: bool
 
@@ -195,7 +197,7 @@ def parse_smtp_url(url):
     options = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(options) - {"starttls"})
     if unknown:
-        raise ConfigError(f"{name} has unknown options {', '.join(unknown)}; the only option is starttls=true.")
+        raise ConfigError(f"{name} has unknown options {', '.join(unknown)}. The only option is starttls=true.")
     starttls_value = options.get("starttls", ["false"])[-1].lower()
     if starttls_value not in ("true", "false"):
         raise ConfigError(f"{name} has starttls={starttls_value!r}. Use starttls=true or starttls=false.")
@@ -203,9 +205,16 @@ def parse_smtp_url(url):
     implicit_tls = parts.scheme == "smtps"
     if implicit_tls and starttls:
         raise ConfigError(f"{name} asks for smtps:// and starttls=true. Use one: smtps:// (port 465) or starttls (port 587).")
+
+    if port is None and implicit_tls:
+        port = 465
+    elif port is None and starttls:
+        port = 587
+    elif port is None:
+        port = 25
     return SmtpSettings(
         host=parts.hostname,
-        port=port or (465 if implicit_tls else 587 if starttls else 25),
+        port=port,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         implicit_tls=implicit_tls,
@@ -231,7 +240,7 @@ def _check_mail(settings, environment):
 
 
 def base64url_bytes(value):
-    """Decode unpadded base64url text, as Web Push keys are written; return None when it is not base64url."""
+    """Decode unpadded base64url text, as Web Push keys are written, or return None when it is not base64url."""
     if not isinstance(value, str) or not BASE64URL_PATTERN.fullmatch(value):
         return None
     try:

@@ -94,13 +94,18 @@ def retrying_text(delivery):
     if delivery.category == "temporary":
         return f"A transient issue; retrying automatically ({attempt}). If you see a pattern, escalate to support."
     reason = categories()[delivery.category]["reason"].format(code=delivery.error_code or "none")
-    return f"{reason} Retrying once automatically ({attempt})."
+    # Some setup codes (Twilio 30035, 30024) retry "later", up to the delivery's own maximum.
+    once = " once" if _retry_rule(delivery) == "once" else ""
+    return f"{reason} Retrying{once} automatically ({attempt})."
+
+
+def _retry_rule(delivery):
+    return classify(delivery.provider, delivery.error_code or "none").retry
 
 
 def _attempt_limit(delivery):
     # The code's retry rule can allow fewer attempts than the delivery's own maximum.
-    rule = classify(delivery.provider, delivery.error_code or "none").retry
-    return min(RETRY_LIMITS.get(rule) or delivery.max_attempts, delivery.max_attempts)
+    return min(RETRY_LIMITS.get(_retry_rule(delivery)) or delivery.max_attempts, delivery.max_attempts)
 
 
 def _action(category):

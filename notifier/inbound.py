@@ -84,6 +84,7 @@ def act_on_keyword(message):
     from notifier.sending import send_message
 
     clinic, client = message.clinic, message.client
+    was_opted_out = policy.suppression_reason(clinic, client.mobile_number) == "opted_out"
     if message.keyword in ("opt_out", "opt_in"):
         opted_out = message.keyword == "opt_out"
         policy.record_consent(
@@ -92,6 +93,9 @@ def act_on_keyword(message):
         db.session.commit()
         log.info("Client %s %s texts from clinic %s.", client.id, "opted out of" if opted_out else "opted back in to", clinic.id)
     if clinic.provider_handles_keywords or message.keyword not in ("opt_out", "opt_in", "help"):
+        return None
+    if message.keyword == "opt_in" and not was_opted_out:
+        # YES is also the everyday answer to "Reply YES to confirm", so only a real opt-in is confirmed.
         return None
     text = {"opt_out": OPT_OUT_REPLY, "opt_in": OPT_IN_REPLY}.get(message.keyword, "").format(clinic=clinic.name)
     return send_message(client, text or clinic.help_reply, source="keyword")

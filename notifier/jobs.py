@@ -135,9 +135,9 @@ def _suppress(delivery, reason):
 
 
 def _fail_notification(delivery, code, category, temporary):
-    """Record a failed email or push attempt; queue the next one when the failure is temporary.
+    """Record a failed email or push attempt, and queue the next one when the failure is temporary.
 
-    Uses the SMS backoff (policy.backoff_seconds) and the delivery's own max_attempts.
+    Retries use the SMS backoff (policy.backoff_seconds) and the delivery's own max_attempts.
     """
     status.advance(delivery, "failed", code, category=category)
     when = None
@@ -205,7 +205,7 @@ def _outbound_text(clinic, delivery):
         media_urls=media_urls,
         status_callback=_twilio_callback_url(clinic, delivery) if clinic.provider == "twilio" else None,
         tag=status.format_ref(delivery.id, delivery.attempts),
-        expires_at=message.created_at + validity,
+        expires_at=(message.send_at or message.created_at) + validity,
     )
 
 

@@ -1,5 +1,5 @@
 """Email: send through SMTP (or, in development without a server, write .eml files), and compose
-the email that tells a client about a new message.
+the email that notifies a client of a new message.
 
 Logs name Message-IDs and Pawpost ids, never an address or a body.
 """
@@ -20,7 +20,7 @@ from portal.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# SMTP codes about Pawpost's own account at the mail server, not about the recipient.
+# SMTP codes about Pawpost's own account at the mail server, not about the recipient (RFC 4954).
 SETUP_CODES = {530, 534, 535, 538}
 
 
@@ -29,7 +29,8 @@ class MailError(Exception):
 
     def __init__(self, text, code=None, temporary=False):
         super().__init__(text)
-        # The SMTP reply code as text, or "connection" when no reply came.
+        # The SMTP reply code as text, "connection" when no reply came, or "setup" for a problem
+        # in Pawpost's own mail settings.
         self.code = code
         self.temporary = temporary
 

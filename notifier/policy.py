@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from portal.extensions import db
-from portal.models import Consent, Delivery, PhoneLine, utcnow
+from portal.models import Client, Consent, Delivery, PhoneLine, utcnow
 
 # Rules from notifier/codes/*.toml that allow another attempt, with their attempt limit (None =
 # the delivery's own max_attempts).
@@ -23,7 +23,8 @@ def retry_time(delivery, classification):
         return None
     when = utcnow() + timedelta(seconds=backoff_seconds(delivery.attempts))
     validity = timedelta(seconds=current_app.config["PAWPOST_SMS_VALIDITY_SECONDS"])
-    if when > delivery.message.created_at + validity:
+    # A scheduled message counts its validity from the time it was due, not from when it was made.
+    if when > (delivery.message.send_at or delivery.message.created_at) + validity:
         return None
     return when
 
@@ -68,6 +69,13 @@ def suppression_reason(clinic, number):
         return "opted_out"
     line = db.session.execute(db.select(PhoneLine).where(PhoneLine.number == number)).scalar_one_or_none()
     if line is not None and line.line_type == "landline":
+        return "landline"
+    # The clinic's PIMS lists no mobile number for this client, so the number kept on the
+    # record must not be texted; staff see the landline reason and fix the record.
+    untextable = db.session.execute(
+        db.select(Client.id).where(Client.clinic_id == clinic.id, Client.mobile_number == number, Client.textable.is_(False))
+    ).first()
+    if untextable is not None:
         return "landline"
     return None
 

@@ -32,7 +32,7 @@ NOTIFICATION_BODY = "You have a new message. Tap to read it in your Pet Portal."
 # Push services keep a notification this long for a device that is offline.
 TTL_SECONDS = 24 * 3600
 MAX_ENDPOINT_CHARS = 1000
-# A client rarely has more devices than this; the oldest subscription makes room for a new one.
+# An estimate well above the devices one person uses. Past it, the oldest subscription makes room.
 MAX_SUBSCRIPTIONS_PER_CLIENT = 10
 # Development and test servers may also push over plain HTTP to a stand-in on these hosts.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -49,7 +49,7 @@ class EndpointTaken(Exception):
 
 @dataclass
 class PushOutcome:
-    """What one round of notifications to a client's subscriptions achieved."""
+    """The counts and failures of one round of notifications to a person's subscriptions."""
 
     delivered: int = 0
     removed: int = 0
@@ -110,12 +110,12 @@ def parse_subscription(data, environment):
     if not isinstance(endpoint, str) or not endpoint:
         raise InvalidSubscription("endpoint is missing.")
     if len(endpoint) > MAX_ENDPOINT_CHARS:
-        raise InvalidSubscription(f"endpoint is {len(endpoint)} characters long; the limit is {MAX_ENDPOINT_CHARS}.")
+        raise InvalidSubscription(f"endpoint is {len(endpoint)} characters long, over the limit of {MAX_ENDPOINT_CHARS}.")
     _check_endpoint(endpoint, environment)
 
     keys = data.get("keys")
     if not isinstance(keys, dict):
-        raise InvalidSubscription("keys is missing; it must contain p256dh and auth.")
+        raise InvalidSubscription("keys is missing. Send keys.p256dh and keys.auth from PushSubscription.toJSON().")
     p256dh = _key(keys, "p256dh")
     raw = base64url_bytes(p256dh)
     if raw is None or len(raw) != 65 or raw[0] != 4:
@@ -133,7 +133,7 @@ def parse_subscription(data, environment):
 
 def _key(keys, name):
     value = keys.get(name)
-    # Browsers send unpadded base64url; padding is dropped so equal keys compare equal.
+    # Browsers send unpadded base64url, so padding is dropped and equal keys compare equal.
     return value.rstrip("=") if isinstance(value, str) else None
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from notifier import providers, queues, status
 from notifier.providers import ProviderError, ProviderUnreachable
 from portal.extensions import db
-from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, utcnow
+from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,9 @@ def _recover(delivery):
     # Look a little before the claim, since clocks of two machines differ slightly.
     since = delivery.claimed_at - timedelta(seconds=5)
     body = message.body if delivery.channel == "sms" else None
-    found = _adapter(clinic).find_sent(message.client.mobile_number, clinic.sender_number, since, body)
+    found = _adapter(clinic).find_sent(
+        message.client.mobile_number, clinic.sender_number, since, body, exclude=_known_provider_ids(message.client_id)
+    )
     if found is None:
         moved = db.session.execute(
             update(Delivery)
@@ -106,6 +108,26 @@ def _recover(delivery):
     queues.enqueue_followups(followups)
     log.info("Interrupted delivery %s was taken by the provider as %s.", delivery.id, provider_id)
     return 1
+
+
+def _known_provider_ids(client_id):
+    """Return the provider ids of every text Pawpost already tied to a delivery to this client.
+
+    The look-up window starts before the claim, so it can hold the client's other texts: the
+    original of a pointer text, or the failed attempt before a retry. None of them is the
+    interrupted one.
+    """
+    deliveries = db.select(Delivery.id).join(Message, Delivery.message_id == Message.id).where(
+        Message.client_id == client_id
+    )
+    current = db.select(Delivery.provider_message_id).where(
+        Delivery.id.in_(deliveries), Delivery.provider_message_id.is_not(None)
+    )
+    # A retry clears the failed attempt's id from the delivery; the event log still has it.
+    logged = db.select(ProviderEvent.provider_message_id).where(
+        ProviderEvent.delivery_id.in_(deliveries), ProviderEvent.provider_message_id.is_not(None)
+    )
+    return frozenset(db.session.execute(current.union(logged)).scalars())
 
 
 def resolve_missing_receipts(limit=200):

@@ -12,6 +12,8 @@ from portal.models import FINAL_RANK, Attachment, Client, Delivery, Message, utc
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS_SETTINGS = {"email": "PAWPOST_EMAIL_MAX_ATTEMPTS", "push": "PAWPOST_PUSH_MAX_ATTEMPTS"}
+
 # Twilio rejects longer bodies (error 21617); Bandwidth allows 2048, so the lower limit wins.
 MAX_BODY_CHARS = 1600
 
@@ -73,17 +75,34 @@ def _client_by_number(clinic, e164):
     ).scalar_one_or_none()
 
 
-def send_message(client, body, source, author=None, uploads=()):
+def send_message(client, body, source, author=None, uploads=(), send_at=None):
     """Store a message to ``client`` with one delivery per channel, commit, then queue each send.
 
-    Email and push deliveries are added for a client who turned them on; each has its own job,
+    Email and push deliveries are added for a client who turned them on. Each has its own job,
     queue and retries, so nothing that happens to the SMS changes them.
 
     ``uploads`` are ``(name, data, content_type)`` triples already checked against the provider's
-    limits; they are stored before anything is queued.
+    limits; they are stored before anything is queued. ``send_at`` (aware UTC) holds every
+    channel until then.
+    """
+    message = store_message(client, body, source, author, uploads, send_at)
+    db.session.commit()
+    enqueue_deliveries(message)
+    return message
+
+
+def store_message(client, body, source, author=None, uploads=(), send_at=None):
+    """Add a message with its deliveries to the session and flush, without committing or queueing.
+
+    The caller commits, then calls ``enqueue_deliveries``; the API uses the gap to store its
+    idempotent response in the same transaction.
     """
     body = body.strip() if uploads and isinstance(body, str) and not body.strip() else validate_body(body)
-    message = Message(clinic_id=client.clinic_id, client_id=client.id, body=body, source=source, author=author)
+    if send_at is not None and send_at <= utcnow():
+        send_at = None
+    message = Message(
+        clinic_id=client.clinic_id, client_id=client.id, body=body, source=source, author=author, send_at=send_at
+    )
     db.session.add(message)
     db.session.flush()
     for position, (_name, data, _content_type) in enumerate(uploads):
@@ -91,6 +110,8 @@ def send_message(client, body, source, author=None, uploads=()):
         message.attachments.append(
             Attachment(position=position, storage_key=key, content_type=content_type, size_bytes=len(data), fetched_at=utcnow())
         )
+    # Decided before the deliveries exist, since the checks query the database.
+    channels = _notification_channels(client, source)
     sms = Delivery(
         message=message,
         channel="sms",
@@ -101,26 +122,33 @@ def send_message(client, body, source, author=None, uploads=()):
     portal = Delivery(
         message=message, channel="portal", status="delivered", status_rank=FINAL_RANK, final_at=utcnow()
     )
-    notifications = _notification_deliveries(message, client, source)
+    notifications = [
+        Delivery(message=message, channel=channel, max_attempts=current_app.config[MAX_ATTEMPTS_SETTINGS[channel]])
+        for channel in channels
+    ]
+    for delivery in (sms, *notifications):
+        # The reconciler leaves a delivery alone until this time.
+        delivery.next_attempt_at = send_at
     db.session.add_all([message, sms, portal, *notifications])
-    db.session.commit()
-    log.info("Message %s stored for clinic %s with SMS delivery %s.", message.id, client.clinic_id, sms.id)
-
-    queues.enqueue_send(sms)
-    for delivery in notifications:
-        log.info("Message %s also goes by %s as delivery %s.", message.id, delivery.channel, delivery.id)
-        queues.enqueue_send(delivery)
+    db.session.flush()
     return message
 
 
-def _notification_deliveries(message, client, source):
-    # Keyword replies (STOP, HELP) answer a text, so they go back by text only.
+def enqueue_deliveries(message):
+    """Queue the send job of each queued delivery of a committed message, at its ``send_at`` if set."""
+    sms = message.delivery("sms")
+    log.info("Message %s stored for clinic %s with SMS delivery %s.", message.id, message.clinic_id, sms.id if sms else None)
+    for delivery in message.deliveries:
+        if delivery.status != "queued":
+            continue
+        if delivery.channel != "sms":
+            log.info("Message %s also goes by %s as delivery %s.", message.id, delivery.channel, delivery.id)
+        queues.enqueue_send(delivery, at=message.send_at)
+
+
+def _notification_channels(client, source):
+    # Replies to keywords (STOP, HELP) respond to a text, so they go back by text only.
     if source == "keyword":
         return []
-    settings = current_app.config
-    deliveries = []
-    if mail.skip_reason(client) is None:
-        deliveries.append(Delivery(message=message, channel="email", max_attempts=settings["PAWPOST_EMAIL_MAX_ATTEMPTS"]))
-    if push.skip_reason(client) is None:
-        deliveries.append(Delivery(message=message, channel="push", max_attempts=settings["PAWPOST_PUSH_MAX_ATTEMPTS"]))
-    return deliveries
+    checks = {"email": mail.skip_reason, "push": push.skip_reason}
+    return [channel for channel, skip_reason in checks.items() if skip_reason(client) is None]

@@ -182,3 +182,4 @@ def get_client_or_404(client_id):
 
 # Imported last: the dashboard module adds its routes to ``bp`` above.
 from portal import dashboard  # noqa: E402,F401  (registers the dashboard routes on this blueprint)
+from portal import admin_tokens  # noqa: E402,F401  (registers the API-token routes on this blueprint)

@@ -93,7 +93,7 @@ def escalate():
 
 
 def worklist(clinic_ids, days=30):
-    """Return clients whose number is a landline or out of service, newest problem first."""
+    """Return clients whose number is a landline, out of service or not a mobile per the PIMS, newest problem first."""
     since = utcnow() - timedelta(days=days)
     failures = db.session.execute(
         _scope_clients(
@@ -117,6 +117,10 @@ def worklist(clinic_ids, days=30):
         rows.setdefault(client.id, {"client": client, "problem": category, "seen": seen})
     for client, seen in landlines:
         rows.setdefault(client.id, {"client": client, "problem": "landline", "seen": seen})
+    # Clients whose PIMS record lists no number that can get texts.
+    untextable = db.session.execute(_scope_clients(db.select(Client).where(Client.textable.is_(False)), clinic_ids)).scalars()
+    for client in untextable:
+        rows.setdefault(client.id, {"client": client, "problem": "landline", "seen": client.pims_updated_at or client.created_at})
     return sorted(rows.values(), key=lambda row: row["seen"], reverse=True)
 
 

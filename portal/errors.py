@@ -4,6 +4,7 @@ import logging
 
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ def _wants_json():
 
 
 def _render(exc):
+    if request.path.startswith("/api/") and isinstance(exc, HTTPException):
+        # Errors raised before an API view runs (no matching route or method) keep the API's format.
+        from portal.api.errors import http_error
+
+        return http_error(exc)
     code = getattr(exc, "code", 500) or 500
     if code >= 500:
         log.error("Unhandled error on %s %s.", request.method, request.path)

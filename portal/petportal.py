@@ -20,6 +20,7 @@ bp = Blueprint("portal", __name__)
 # Types every browser shows inline, so staff can see what was sent; Safari on iPhone converts
 # HEIC photos to JPEG when a file input accepts image/*.
 PHOTO_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP"}
+PHOTO_TYPE_NAMES = "JPEG, PNG, GIF or WebP"
 PHOTO_MAX_BYTES = media.MAX_MEDIA_BYTES
 # Room for the reply text, the CSRF token and the multipart headers around the photo.
 REPLY_FORM_OVERHEAD_BYTES = 64 * 1024
@@ -130,8 +131,7 @@ def check_photo(data):
         return photo_too_large_text()
     content_type = media.sniff_type(data)
     if content_type not in PHOTO_TYPES:
-        names = ", ".join(PHOTO_TYPES.values())
-        return f"The file you attached is not a photo Pawpost can show. Attach a {names} photo."
+        return f"The file you attached is not a photo Pawpost can show. Attach a {PHOTO_TYPE_NAMES} photo."
     return None
 
 
@@ -253,10 +253,9 @@ def _render_thread(record, form, error=None, status=200):
         unread=unread,
         has_chat=any(copy is not None and copy.chat_notification for copy in portal_copies),
         form=form,
-        read_form=ConfirmForm(),
         error=error,
         photo_max_mb=PHOTO_MAX_BYTES // (1024 * 1024),
-        photo_types=", ".join(PHOTO_TYPES.values()),
+        photo_types=PHOTO_TYPE_NAMES,
     )
     return page, status
 

@@ -18,7 +18,7 @@ def phone_display(e164, country="US"):
         parsed = phonenumbers.parse(e164, country)
     except phonenumbers.NumberParseException:
         return e164
-    if phonenumbers.region_code_for_number(parsed) == country:
+    if phonenumbers.region_code_for_country_code(parsed.country_code) == country:
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 

@@ -11,13 +11,15 @@ import click
 from flask import current_app, jsonify, request
 from flask.cli import AppGroup
 from flask_login import current_user
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from notifier import push
 from portal.auth import client_required
 from portal.extensions import db
-from portal.models import PushSubscription
+from portal.models import Client, PushSubscription
 from portal.petportal import bp
+from portal.threads import person_client_ids
 
 log = logging.getLogger(__name__)
 push_cli = AppGroup("push", help="Web Push setup.")
@@ -74,7 +76,13 @@ def add_subscription():
 
 def _store(endpoint, p256dh, auth):
     row, created = push.save_subscription(current_user, endpoint, p256dh, auth, request.user_agent.string)
-    current_user.push_enabled = True
+    # Like the preferences form, this turns push on for the person's record at every clinic.
+    db.session.execute(
+        update(Client)
+        .where(Client.id.in_(person_client_ids(current_user)))
+        .values(push_enabled=True)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
     return row, created
 
@@ -89,7 +97,7 @@ def delete_subscription():
         return _error('endpoint is missing. Send {"endpoint": "<the subscription endpoint>"}.', 400)
 
     row = db.session.execute(db.select(PushSubscription).where(PushSubscription.endpoint == endpoint)).scalar_one_or_none()
-    # Another person's subscription gets the same answer as none, so endpoints cannot be probed.
+    # Another person's subscription gets the same response as none, so endpoints cannot be probed.
     if row is None or not push.owns(current_user, row):
         return _error("You have no push subscription with this endpoint.", 404)
 

@@ -44,12 +44,20 @@ def person_clients(client):
 
 
 def visible_messages():
-    """Return a select of the messages a pet parent may see: their own replies and every portal copy."""
+    """Return a select of the messages a pet parent may see: their own replies and every portal copy.
+
+    A scheduled message stays hidden until its send time, like its text.
+    """
     return (
         db.select(Message)
         .outerjoin(Delivery, (Delivery.message_id == Message.id) & (Delivery.channel == "portal"))
         .where((Message.direction == "inbound") | (Delivery.id.is_not(None)))
+        .where(_is_due())
     )
+
+
+def _is_due():
+    return Message.send_at.is_(None) | (Message.send_at <= utcnow())
 
 
 def thread_summaries(client):
@@ -82,6 +90,7 @@ def unread_counts(client_ids):
         )
         .join(Delivery, Delivery.message_id == Message.id)
         .where(Message.client_id.in_(client_ids), Delivery.channel == "portal", Delivery.read_at.is_(None))
+        .where(_is_due())
         .group_by(Message.client_id)
     ).all()
     return {client_id: (unread, int(chat or 0)) for client_id, unread, chat in rows}

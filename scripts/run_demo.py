@@ -57,6 +57,8 @@ def _environment():
     env.setdefault("PAWPOST_SANDBOX_URL", SANDBOX_URL)
     # The sandbox answers Twilio Lookup, so the demo shows landlines found before a text fails.
     env.setdefault("PAWPOST_LINE_TYPE_LOOKUP", "true")
+    # Without PAWPOST_SMTP_URL, development writes each email here instead of sending it.
+    env.setdefault("PAWPOST_MAIL_DIR", str(INSTANCE / "outbox"))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -139,10 +141,17 @@ Pawpost is running.
   API                {WEB_URL}/api/v1/messages  (tokens printed above)
   Sandbox carrier    {SANDBOX_URL}/   (what each demo phone received)
   Redis              {env['REDIS_URL']}
+  Email              {_email_line(env)}
 Press Ctrl-C to stop.
 """,
         flush=True,
     )
+
+
+def _email_line(env):
+    if env.get("PAWPOST_SMTP_URL"):
+        return "sent through the server in PAWPOST_SMTP_URL"
+    return f"{env['PAWPOST_MAIL_DIR']}/  (one .eml file per email; set PAWPOST_SMTP_URL to send)"
 
 
 def _watch(children):

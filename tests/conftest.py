@@ -150,6 +150,14 @@ def _migrate_fresh(app):
 @pytest.fixture
 def app(live):
     """Return the live app with empty tables, an empty Redis and a reset sandbox."""
+    reset_state(live)
+    with live.app.app_context():
+        yield live.app
+        db.session.remove()
+
+
+def reset_state(live):
+    """Empty the tables and Redis and reset the sandbox, so a test starts from nothing."""
     with live.app.app_context():
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
@@ -157,9 +165,6 @@ def app(live):
         redis.Redis.from_url(live.app.config["REDIS_URL"]).flushdb()
     live.carrier.reset()
     live.carrier.set_config(normalize_config({"callback_delay": 0.02}))
-    with live.app.app_context():
-        yield live.app
-        db.session.remove()
 
 
 @pytest.fixture

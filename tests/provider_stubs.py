@@ -1,10 +1,11 @@
 """Stand-ins for provider behaviour the sandbox does not offer, and provider callbacks posted by hand.
 
-``ErrorProvider`` is a loopback HTTP server that answers every API request with one fixed
-error, so a test can point ``PAWPOST_SANDBOX_URL`` at it and get any create-time error code
-from the real SDKs. The callback helpers post a status event for a delivery exactly as the
-provider would: Twilio's form signed with the clinic's auth token, Bandwidth's JSON array with
-the clinic's basic-auth pair.
+``CannedResponseServer`` is a loopback HTTP server that returns one fixed response to every
+request. Pointed to by ``PAWPOST_SANDBOX_URL``, it makes the real SDKs get any create-time
+error code. As a callback URL, it takes callbacks and passes none on.
+
+The callback helpers post a status event for a delivery exactly as the provider would: Twilio's
+form signed with the clinic's auth token, Bandwidth's JSON array with the clinic's basic auth.
 """
 
 import json
@@ -15,13 +16,13 @@ from twilio.request_validator import RequestValidator
 
 from conftest import TWILIO_SID, TWILIO_TOKEN
 from helpers import delivery
-from notifier import jobs
+from notifier import jobs, queues
 from portal.extensions import db
 from portal.models import Clinic, Delivery
 
 
-class ErrorProvider:
-    """A loopback HTTP server that answers every request with ``status`` and a JSON ``body``."""
+class CannedResponseServer:
+    """A loopback HTTP server that returns ``status`` and a JSON ``body`` to every request and records its path."""
 
     def __init__(self, status, body):
         self.status = status
@@ -50,7 +51,7 @@ class ErrorProvider:
             do_GET = do_POST
 
             def log_message(self, format, *args):
-                # The request line carries phone numbers in Lookup paths; keep test output clean.
+                # Silenced, because the request lines of Lookup calls contain phone numbers.
                 pass
 
         return Handler
@@ -71,7 +72,7 @@ def twilio_error_body(code, http_status=400):
 
 
 def bandwidth_error_body(http_status):
-    """Return Bandwidth's error body; its create call reports only the HTTP status, no numeric code."""
+    """Return Bandwidth's error body, which has no numeric code: its create call reports only the HTTP status."""
     return {"type": f"http-{http_status}", "description": f"Sandbox stub error for HTTP {http_status}"}
 
 
@@ -102,8 +103,8 @@ def post_twilio_status(client, app, row, status, error_code=None, attempt=None):
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
-def post_bandwidth_event(client, row, event_type, error_code=None, attempt=None):
-    """Post one Bandwidth status event for delivery ``row`` with the clinic's basic auth."""
+def bandwidth_event(row, event_type, error_code=None, attempt=None):
+    """Return one Bandwidth status event for delivery ``row``, with our ref in the tag."""
     clinic = db.session.get(Clinic, row.message.clinic_id)
     number = row.message.client.mobile_number
     event = {
@@ -126,11 +127,22 @@ def post_bandwidth_event(client, row, event_type, error_code=None, attempt=None)
     }
     if error_code is not None:
         event["errorCode"] = int(error_code)
+    return event
+
+
+def post_bandwidth_events(client, clinic, events):
+    """Post a Bandwidth event array to the clinic's webhook with its basic-auth pair."""
     return client.post(
         f"/webhooks/bandwidth/{clinic.id}/messages",
-        json=[event],
+        json=events,
         auth=(clinic.webhook_username, clinic.webhook_password),
     )
+
+
+def post_bandwidth_event(client, row, event_type, error_code=None, attempt=None):
+    """Post one Bandwidth status event for delivery ``row``."""
+    clinic = db.session.get(Clinic, row.message.clinic_id)
+    return post_bandwidth_events(client, clinic, [bandwidth_event(row, event_type, error_code, attempt)])
 
 
 def post_failure(client, app, row, error_code):
@@ -160,6 +172,13 @@ def run_send_job(app, message_id, channel="sms"):
             db.select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == channel)
         ).scalar_one()
         return jobs.send_text(row.id)
+
+
+def queued_jobs():
+    """Return how many jobs wait in Pawpost's queues, now or scheduled for later."""
+    return sum(
+        queues.queue(name).count + queues.queue(name).scheduled_job_registry.count for name in queues.QUEUE_ORDER
+    )
 
 
 def reload(row):

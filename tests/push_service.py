@@ -1,11 +1,13 @@
 """A local stand-in for a Web Push service, for tests.
 
 It plays the browser and its push service at once. ``subscribe`` makes a subscription as a
-browser would: a P-256 key pair, an auth secret and an endpoint URL on this server. Each POST to
-an endpoint is checked like a push service checks it (RFC 8292 VAPID: an ES256 JWT signed by the
-application server key the subscription was made with, ``aud`` the endpoint's origin, ``exp``
-in the future, ``sub`` set), then decrypted like the browser decrypts it (RFC 8291 aes128gcm)
-and recorded. It answers 201, 410 or 404 for an expired subscription, or a status set by a test.
+browser would: a P-256 key pair, an auth secret and an endpoint URL on this server.
+
+Each POST to an endpoint is checked like a push service checks it. The RFC 8292 VAPID JWT must
+be ES256, signed by the application server key the subscription was made with, with ``aud`` the
+endpoint's origin, ``exp`` in the future and ``sub`` set. The body is then decrypted as the
+browser decrypts it (RFC 8291, aes128gcm) and recorded. The service responds 201, or 410 or 404
+for an expired subscription, or a status a test set.
 """
 
 import base64
@@ -41,9 +43,9 @@ class Subscription:
     application_server_key: str
     private_key: object
     auth_secret: bytes
-    # Status to answer for good (404 or 410 once the browser dropped the subscription).
+    # Status to respond with from now on (404 or 410 once the browser dropped the subscription).
     gone_status: int | None = None
-    # Statuses to answer to the next requests, before any check.
+    # Statuses to respond with to the next requests, before any check.
     queued_statuses: list = field(default_factory=list)
 
     def as_json(self):
@@ -67,7 +69,7 @@ class Push:
 
 
 class PushService:
-    """The stand-in server on a free 127.0.0.1 port; start it, then make subscriptions."""
+    """The stand-in server on a free 127.0.0.1 port. Start it, then make subscriptions."""
 
     def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -109,11 +111,11 @@ class PushService:
         return subscription.as_json()
 
     def expire(self, endpoint, status=410):
-        """Make ``endpoint`` answer ``status`` (404 or 410) from now on, as after the browser dropped it."""
+        """Make ``endpoint`` respond with ``status`` (404 or 410) from now on, as after the browser dropped it."""
         self._by_endpoint(endpoint).gone_status = status
 
     def fail_next(self, endpoint, status, times=1):
-        """Make the next ``times`` requests to ``endpoint`` answer ``status``."""
+        """Make the next ``times`` requests to ``endpoint`` get ``status``."""
         self._by_endpoint(endpoint).queued_statuses.extend([status] * times)
 
     def received_by(self, endpoint):
@@ -124,7 +126,7 @@ class PushService:
         return self.subscriptions[endpoint.rsplit("/", 1)[1]]
 
     def handle(self, path, headers, body):
-        """Check and record one push request; return the HTTP status to answer."""
+        """Check and record one push request, and return the HTTP status to respond with."""
         subscription = self.subscriptions.get(path.rsplit("/", 1)[-1]) if path.startswith("/push/") else None
         if subscription is None:
             return 404
@@ -158,6 +160,7 @@ class PushService:
         values = dict(part.strip().split("=", 1) for part in params.split(",") if "=" in part)
         if values.get("k", "").rstrip("=") != subscription.application_server_key:
             raise Rejected(403, "k is not the key the subscription was made with")
+
         token = values.get("t", "")
         header_b64, payload_b64, signature_b64 = (token.split(".") + ["", "", ""])[:3]
         try:
@@ -169,6 +172,7 @@ class PushService:
             raise Rejected(401, f"JWT or key is malformed: {exc}") from None
         if header.get("alg") != "ES256":
             raise Rejected(401, f"JWT alg is {header.get('alg')!r}, not ES256")
+
         if len(signature) != 64:
             raise Rejected(401, "JWT signature is not 64 bytes (r || s)")
         der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
@@ -176,6 +180,7 @@ class PushService:
             public_key.verify(der, f"{header_b64}.{payload_b64}".encode(), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise Rejected(401, "JWT signature does not verify") from None
+
         if claims.get("aud") != self.url:
             raise Rejected(401, f"aud is {claims.get('aud')!r}, not {self.url!r}")
         now = time.time()

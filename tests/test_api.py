@@ -61,7 +61,6 @@ def test_read_unauthorized(client, factory, clinic):
 @pytest.mark.parametrize(
     ("request_options", "code", "field", "expected_text"),
     [
-        ({"data": "to=+15551234501&body=hi", "content_type": "application/x-www-form-urlencoded"}, "invalid_json", None, None),
         ({"data": "{not json", "content_type": "application/json"}, "invalid_json", None, None),
         ({"json": ["+15551234501", BODY]}, "invalid_json", None, None),
         ({"json": {"body": BODY}}, "invalid_field", "to", "'to'"),
@@ -78,7 +77,7 @@ def test_read_unauthorized(client, factory, clinic):
         ({"json": {"to": "", "body": BODY}}, "invalid_field", "to", "missing"),
     ],
     ids=[
-        "form_body", "broken_json", "json_array", "to_missing", "to_number", "to_null", "body_missing",
+        "broken_json", "json_array", "to_missing", "to_number", "to_null", "body_missing",
         "body_list", "body_empty", "body_blank", "body_1601", "to_12", "to_hello", "to_short", "to_empty",
     ],
 )

@@ -1,8 +1,8 @@
 """Every failure category, for each provider, through the create call and through a status callback.
 
 Create-time errors come from the sandbox where it has them (Twilio 21610 for a ...30 number) and
-otherwise from ``ErrorProvider``, a loopback stub that answers the real SDK's create call with
-one error. Bandwidth's create call reports only an HTTP status, never a delivery error code, so
+otherwise from ``CannedResponseServer``, a loopback stub that returns one error to the real SDK's
+create call. Bandwidth's create call reports only an HTTP status, never a delivery error code, so
 its create-time cases are the HTTP statuses in notifier/codes/bandwidth.toml: the other
 categories reach a Bandwidth clinic only in ``message-failed`` callbacks.
 
@@ -23,7 +23,7 @@ from helpers import bearer, send_via_api, wait_for_callbacks
 from notifier import queues
 from portal.models import utcnow
 from provider_stubs import (
-    ErrorProvider,
+    CannedResponseServer,
     bandwidth_error_body,
     post_failure,
     run_send_job,
@@ -88,7 +88,7 @@ SEND_CASES = [
     Case("twilio", "landline", "21614"),
     Case("twilio", "opted_out", "21610", http_status=None),
     Case("twilio", "invalid_number", "21211"),
-    # Twilio reports 30004 only in callbacks; at create it shows the one table serves both paths.
+    # Twilio reports 30004 only in callbacks. Sent at create, it checks that both paths use one table.
     Case("twilio", "blocked", "30004"),
     Case("twilio", "temporary", "20429", http_status=429, retried=True),
     Case("twilio", "clinic_setup", "21408"),
@@ -132,17 +132,17 @@ def expected_text(case):
 
 @pytest.fixture
 def retries_wait(app, monkeypatch):
-    """Schedule retries 30 to 60 s ahead, so a test sees the queued retry before any worker runs it."""
+    """Schedule retries 30 to 60 s ahead, so a test can check the queued retry before any worker runs it."""
     monkeypatch.setitem(app.config, "PAWPOST_RETRY_BASE_SECONDS", 60)
 
 
 @pytest.fixture
 def error_provider(app, monkeypatch):
-    """Return a function that starts an ``ErrorProvider`` and points the provider SDKs at it."""
+    """Return a function that starts a ``CannedResponseServer`` and points the provider SDKs at it."""
     started = []
 
     def start(http_status, body):
-        stub = ErrorProvider(http_status, body)
+        stub = CannedResponseServer(http_status, body)
         started.append(stub)
         monkeypatch.setitem(app.config, "PAWPOST_SANDBOX_URL", stub.url)
         return stub
@@ -161,7 +161,7 @@ def start_stub_for(case, error_provider):
 
 
 def fail_at_create(client, live, factory, error_provider, case):
-    """Send one text whose create call fails as ``case`` says; return (token, message id, stub)."""
+    """Send one text whose create call fails with ``case.code``, and return (token, message id, stub)."""
     clinic = factory.clinic(case.provider)
     token = factory.api_token(clinic)
     stub = start_stub_for(case, error_provider)
@@ -172,7 +172,7 @@ def fail_at_create(client, live, factory, error_provider, case):
 
 
 def fail_by_callback(client, live, factory, case):
-    """Send one text the provider accepts, then post its failure callback; return (token, message id)."""
+    """Send one text the provider accepts, post its failure callback, and return (token, message id)."""
     clinic = factory.clinic(case.provider)
     token = factory.api_token(clinic)
     message_id = send_via_api(client, token, NO_RECEIPT_NUMBER)
@@ -184,7 +184,7 @@ def fail_by_callback(client, live, factory, case):
 
 
 def retry_job_scheduled(row):
-    """Return whether RQ holds the delivery's next send job, scheduled for later."""
+    """Return whether RQ has the delivery's next send job, scheduled for later."""
     try:
         job = Job.fetch(queues.send_job_id(row.id, row.attempts + 1), connection=queues.connection())
     except NoSuchJobError:
@@ -207,7 +207,8 @@ def test_create_error_category(client, live, factory, error_provider, retries_wa
     assert row.category == case.category
     assert row.error_code == case.code
     assert row.status == ("queued" if case.retried else "failed")
-    assert (row.next_attempt_at is not None and row.next_attempt_at > utcnow()) == case.retried
+    assert (row.next_attempt_at is not None) == case.retried
+    assert row.next_attempt_at is None or row.next_attempt_at > utcnow()
     assert row.attempts == 1
     assert retry_job_scheduled(row) == case.retried
     assert sms["staff_message"] == expected_text(case)
@@ -225,7 +226,8 @@ def test_callback_error_category(client, live, factory, retries_wait, case):
     assert row.category == case.category
     assert row.error_code == case.code
     assert row.status == ("queued" if case.retried else "undelivered")
-    assert (row.next_attempt_at is not None and row.next_attempt_at > utcnow()) == case.retried
+    assert (row.next_attempt_at is not None) == case.retried
+    assert row.next_attempt_at is None or row.next_attempt_at > utcnow()
     assert row.attempts == 1
     assert retry_job_scheduled(row) == case.retried
     assert sms["staff_message"] == expected_text(case)

@@ -16,7 +16,7 @@ from notifier.inbound import OPT_IN_REPLY, OPT_OUT_REPLY
 from notifier.keywords import match
 from portal.extensions import db
 from portal.models import Consent, Message, PhoneLine
-from provider_stubs import provider_creates, sms_delivery
+from provider_stubs import provider_creates, queued_jobs, run_send_job, sms_delivery
 
 PHONE = "+15551230001"
 OPTED_OUT_NUMBER = "+15551230030"
@@ -76,7 +76,7 @@ def test_keyword_match(body, expected):
 
 
 def text_clinic(live, phone, clinic, body, **fields):
-    """Have ``phone`` text the clinic's number through the sandbox; return the sandbox's response."""
+    """Have ``phone`` text the clinic's number through the sandbox, and return the sandbox's response."""
     response = requests.post(
         f"{live.sandbox_url}/phones/{phone}/send",
         json={"to": clinic.sender_number, "body": body, **fields},
@@ -138,7 +138,7 @@ def test_bandwidth_stop_suppresses_later_texts(client, live, factory):
     confirmations = received(live, PHONE)
     creates_after_reply = len(provider_creates(live))
     message_id = send_via_api(client, token, PHONE)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     deliveries = staff_text(client, token, message_id)
 
     assert stored.opted_out is True
@@ -156,11 +156,12 @@ def test_twilio_stop_no_second_reply(client, live, factory):
     token = factory.api_token(clinic)
 
     text_clinic(live, PHONE, clinic, "STOP")
-    run_worker(live.app)
+    replies_queued = queued_jobs()
     message_id = send_via_api(client, token, PHONE)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
 
     # The only confirmation is the one the sandbox sends in Twilio's name.
+    assert replies_queued == 0
     assert len(received(live, PHONE)) == 1
     assert consent(clinic, PHONE).opted_out is True
     assert sms_delivery(message_id).status == "suppressed"
@@ -172,10 +173,10 @@ def test_stop_is_per_clinic(client, live, factory):
     second = factory.clinic("bandwidth")
 
     text_clinic(live, PHONE, first, "STOP")
-    run_worker(live.app)
     blocked = send_via_api(client, factory.api_token(first), PHONE)
     allowed = send_via_api(client, factory.api_token(second), PHONE)
-    run_worker(live.app)
+    run_send_job(live.app, blocked)
+    run_send_job(live.app, allowed)
 
     assert consent(second, PHONE) is None
     assert sms_delivery(blocked).status == "suppressed"
@@ -188,9 +189,8 @@ def test_start_clears_opt_out(client, live, factory, provider):
 
     text_clinic(live, PHONE, clinic, "STOP")
     text_clinic(live, PHONE, clinic, "start")
-    run_worker(live.app)
     message_id = send_via_api(client, factory.api_token(clinic), PHONE)
-    run_worker(live.app)
+    run_send_job(live.app, message_id)
     stored = consent(clinic, PHONE)
 
     assert stored.opted_out is False
@@ -212,6 +212,19 @@ def test_bandwidth_start_confirmed(live, factory):
     ]
 
 
+def test_yes_without_opt_out_no_reply(live, factory):
+    # YES is an opt-in keyword and also the usual reply to "Reply YES to confirm".
+    clinic = factory.clinic("bandwidth")
+
+    text_clinic(live, PHONE, clinic, "Yes")
+    db.session.rollback()
+    message = db.session.execute(db.select(Message).where(Message.direction == "inbound")).scalar_one()
+
+    assert message.keyword == "opt_in"
+    assert queued_jobs() == 0
+    assert consent(clinic, PHONE).opted_out is False
+
+
 def test_bandwidth_help_gets_help_text(live, factory):
     clinic = factory.clinic("bandwidth", name="Happy Paws")
 
@@ -227,8 +240,8 @@ def test_twilio_help_no_pawpost_reply(live, factory):
     clinic = factory.clinic("twilio")
 
     text_clinic(live, PHONE, clinic, "HELP")
-    run_worker(live.app)
 
+    assert queued_jobs() == 0
     assert provider_creates(live) == []
     assert received(live, PHONE) == []
     assert count(Message, Message.keyword == "help") == 1
@@ -240,14 +253,13 @@ def test_near_miss_flagged_for_staff(client, live, factory, provider):
     sign_in_staff(client, factory, clinic)
 
     text_clinic(live, PHONE, clinic, "please don't stop the reminders")
-    run_worker(live.app)
     page = client.get(f"/admin/clients/{client_id_of(clinic, PHONE)}")
     db.session.rollback()
     message = db.session.execute(db.select(Message).where(Message.direction == "inbound")).scalar_one()
 
     assert message.keyword == "review"
     assert consent(clinic, PHONE) is None
-    assert provider_creates(live) == []
+    assert queued_jobs() == 0
     assert page.status_code == 200
     assert str(escape("This reply mentions stopping texts.")).encode() in page.data
 
@@ -258,11 +270,11 @@ def test_provider_opt_out_recorded(client, live, factory, provider, code):
     token = factory.api_token(clinic)
 
     first = send_via_api(client, token, OPTED_OUT_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, first)
     failed = wait_final(first, "sms")
     creates = len(provider_creates(live))
     later = send_via_api(client, token, OPTED_OUT_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, later)
     stored = consent(clinic, OPTED_OUT_NUMBER)
 
     assert failed.error_code == code
@@ -280,10 +292,10 @@ def test_provider_landline_recorded(client, live, factory, provider, code):
     sign_in_staff(client, factory, clinic)
 
     first = send_via_api(client, token, LANDLINE_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, first)
     failed = wait_final(first, "sms")
     later = send_via_api(client, token, LANDLINE_NUMBER)
-    run_worker(live.app)
+    run_send_job(live.app, later)
     page = client.get(f"/admin/clients/{client_id_of(clinic, LANDLINE_NUMBER)}")
 
     assert failed.error_code == code
@@ -311,7 +323,9 @@ def test_twilio_lookup_finds_landline(client, live, factory, monkeypatch):
 def test_lookup_off_by_default(client, live, factory):
     clinic = factory.clinic("twilio")
 
-    send_via_api(client, factory.api_token(clinic), PHONE)
-    run_worker(live.app)
+    message_id = send_via_api(client, factory.api_token(clinic), PHONE)
+    run_send_job(live.app, message_id)
 
+    # The one queued job is the send job that run_send_job ran outside RQ.
+    assert queued_jobs() == 1
     assert [r for r in live.carrier.logged_requests() if r["path"].startswith("/v2/")] == []

@@ -1,7 +1,7 @@
 """Repairs that keep every delivery moving: killed workers, lost jobs and missing receipts.
 
 A real ``flask worker`` process sends through ``SilentProvider``, a loopback server that reads
-the create request and never answers. The test kills the worker with SIGKILL while it waits,
+the create request and never responds. The test kills the worker with SIGKILL while it waits,
 then runs the reconciler against the sandbox. In one case the silent server drops the request,
 so the provider never had the text; in the other it first passes the request on to the sandbox,
 so the provider has the text although Pawpost never saw the response.
@@ -9,31 +9,33 @@ so the provider has the text although Pawpost never saw the response.
 
 import http.client
 import signal
-import socket
 import socketserver
 import threading
 from urllib.parse import urlsplit
 
 import pytest
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from conftest import run_worker, start_worker_process, wait_for
 from helpers import count, delivery, send_via_api, wait_for_callbacks, wait_final
 from notifier import queues, reconcile
 from portal.extensions import db
 from portal.models import Delivery
-from provider_stubs import provider_creates, run_send_job, sms_delivery
+from provider_stubs import CannedResponseServer, provider_creates, queued_jobs, run_send_job, sms_delivery
 from sandbox.config import normalize_config
 
 DELIVERED_NUMBER = "+15551230001"
 NO_RECEIPT_NUMBER = "+15551230070"
+FILTERED_NUMBER = "+15551230010"
 PROVIDERS = ["twilio", "bandwidth"]
 # Headers the silent server must not pass on, because http.client sets them for the new connection.
 HOP_HEADERS = {"host", "connection", "content-length", "keep-alive"}
 
 
 class SilentProvider:
-    """A loopback server that reads each HTTP request and never answers it.
+    """A loopback server that reads each HTTP request and never responds to it.
 
     With ``forward_to`` it first sends the request on to that base URL and reads the response,
     so the provider there has the message while the client still waits.
@@ -43,6 +45,7 @@ class SilentProvider:
         self.forward_to = urlsplit(forward_to) if forward_to else None
         self.received = threading.Event()
         self.release = threading.Event()
+        self.request_count = 0
         self.forwarded_statuses = []
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
@@ -55,6 +58,7 @@ class SilentProvider:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
                 method, path, headers, body = read_request(self.rfile)
+                silent.request_count += 1
                 if silent.forward_to is not None:
                     silent.forwarded_statuses.append(silent.forward(method, path, headers, body))
                 silent.received.set()
@@ -66,8 +70,8 @@ class SilentProvider:
     def forward(self, method, path, headers, body):
         connection = http.client.HTTPConnection(self.forward_to.hostname, self.forward_to.port, timeout=5)
         try:
-            kept = {name: value for name, value in headers.items() if name.lower() not in HOP_HEADERS}
-            connection.request(method, path, body=body, headers=kept)
+            forwarded = {name: value for name, value in headers.items() if name.lower() not in HOP_HEADERS}
+            connection.request(method, path, body=body, headers=forwarded)
             response = connection.getresponse()
             response.read()
             return response.status
@@ -81,7 +85,7 @@ class SilentProvider:
 
 
 def read_request(stream):
-    """Read one HTTP/1.1 request from ``stream``; return (method, path, headers, body)."""
+    """Read one HTTP/1.1 request from ``stream`` and return (method, path, headers, body)."""
     method, path, _version = stream.readline().decode("latin-1").split(" ", 2)
     headers = {}
     while True:
@@ -94,9 +98,18 @@ def read_request(stream):
     return method, path, headers, stream.read(length)
 
 
+def next_send_job_exists(row):
+    """Return whether RQ has a send job for the delivery's next attempt."""
+    try:
+        Job.fetch(queues.send_job_id(row.id, row.attempts + 1), connection=queues.connection())
+    except NoSuchJobError:
+        return False
+    return True
+
+
 @pytest.fixture
 def silent_provider():
-    """Return a function that starts a ``SilentProvider``; every one started is stopped afterwards."""
+    """Return a function that starts a ``SilentProvider``, and stop every one started after the test."""
     started = []
 
     def start(forward_to=None):
@@ -109,17 +122,18 @@ def silent_provider():
         server.stop()
 
 
-def kill_worker_mid_send(live, monkeypatch, provider_url, message_id):
-    """Start a worker process that sends through ``provider_url``, and SIGKILL it during the send."""
-    monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", provider_url)
+def kill_worker_mid_send(live, monkeypatch, silent, message_id, channel="sms"):
+    """Start a worker process that sends through ``silent``, and SIGKILL it while it waits for the response."""
+    monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", silent.url)
     worker = start_worker_process(live.app)
     monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", live.sandbox_url)
+
+    def delivery_is_sending():
+        return delivery(message_id, channel).status == "sending"
+
     try:
-
-        def delivery_is_sending():
-            return sms_delivery(message_id).status == "sending"
-
         wait_for(delivery_is_sending)
+        wait_for(silent.received.is_set)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
@@ -139,16 +153,15 @@ def test_killed_before_provider_resends(client, live, factory, monkeypatch, sile
     message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
     silent = silent_provider()
 
-    returncode = kill_worker_mid_send(live, monkeypatch, silent.url, message_id)
+    returncode = kill_worker_mid_send(live, monkeypatch, silent, message_id)
     recovered = recover_now(live, monkeypatch)
-    requeued = sms_delivery(message_id)
+    requeued_status = sms_delivery(message_id).status
     run_worker(live.app)
     final = wait_final(message_id, "sms")
 
     assert returncode == -signal.SIGKILL
-    assert silent.received.is_set()
     assert recovered == 1
-    assert requeued.status == "queued"
+    assert requeued_status == "queued"
     assert final.status == "delivered"
     assert len(provider_creates(live)) == 1
 
@@ -161,10 +174,8 @@ def test_killed_after_provider_no_resend(client, live, factory, monkeypatch, sil
     message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
     forwarder = silent_provider(forward_to=live.sandbox_url)
 
-    kill_worker_mid_send(live, monkeypatch, forwarder.url, message_id)
-    wait_for(forwarder.received.is_set)
+    kill_worker_mid_send(live, monkeypatch, forwarder, message_id)
     recovered = recover_now(live, monkeypatch)
-    run_worker(live.app)
     row = sms_delivery(message_id)
     provider_ids = [d.id for d in live.carrier.all_deliveries()]
 
@@ -174,22 +185,69 @@ def test_killed_after_provider_no_resend(client, live, factory, monkeypatch, sil
     assert row.status == "accepted"
     assert row.attempts == 1
     assert provider_ids == [row.provider_message_id]
+    assert queued_jobs() == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_killed_pointer_no_resend(client, live, factory, monkeypatch, silent_provider, provider):
+    clinic = factory.clinic(provider, fallback=True)
+    message_id = send_via_api(client, factory.api_token(clinic), FILTERED_NUMBER)
+    run_send_job(live.app, message_id)
+    wait_final(message_id, "sms")
+    live.carrier.set_config(normalize_config({**live.carrier.config, "callback_delay": 5}))
+    forwarder = silent_provider(forward_to=live.sandbox_url)
+
+    kill_worker_mid_send(live, monkeypatch, forwarder, message_id, channel="pointer")
+    recovered = recover_now(live, monkeypatch)
+    pointer = delivery(message_id, "pointer")
+    provider_ids = [d.id for d in live.carrier.all_deliveries()]
+
+    assert recovered == 1
+    assert len(provider_creates(live)) == 2
+    assert pointer.status == "accepted"
+    assert provider_ids[1] == pointer.provider_message_id
+    assert not next_send_job_exists(pointer)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_send_timeout_left_for_reconciler(client, live, factory, monkeypatch, silent_provider, provider):
+    clinic = factory.clinic(provider)
+    message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
+    silent = silent_provider()
+    monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", silent.url)
+    monkeypatch.setitem(live.app.config, "PAWPOST_SEND_TIMEOUT_SECONDS", 1)
+
+    outcome = run_send_job(live.app, message_id)
+    waiting = sms_delivery(message_id).status
+    monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", live.sandbox_url)
+    recovered = recover_now(live, monkeypatch)
+    run_worker(live.app)
+
+    assert outcome == "unconfirmed"
+    assert waiting == "sending"
+    assert silent.request_count == 1
+    assert recovered == 1
+    assert wait_final(message_id, "sms").status == "delivered"
+    assert len(provider_creates(live)) == 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_lost_job_requeued(client, live, factory, provider):
     clinic = factory.clinic(provider)
     message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
+    row = sms_delivery(message_id)
 
     with_live_job = reconcile.requeue_stalled(older_than_seconds=0)
     redis.Redis.from_url(live.app.config["REDIS_URL"]).flushdb()
     requeued = reconcile.requeue_stalled(older_than_seconds=0)
-    run_worker(live.app)
+    job = Job.fetch(queues.send_job_id(row.id, 1), connection=queues.connection())
 
     assert with_live_job == 0
     assert requeued == 1
-    assert wait_final(message_id, "sms").status == "delivered"
-    assert len(provider_creates(live)) == 1
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.func_name == "notifier.jobs.send_text"
+    assert job.args == (row.id,)
+    assert queued_jobs() == 1
 
 
 def deliveries_in_flight():
@@ -214,36 +272,38 @@ def test_missing_receipt_unknown(client, live, factory, monkeypatch, provider):
     assert deliveries_in_flight() == 0
 
 
-def closed_port():
-    """Return a loopback port that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def callback_sink():
+    """Return the URL of a loopback server that returns 200 to every callback and passes none on."""
+    sink = CannedResponseServer(200, {})
+    yield sink.url
+    sink.stop()
 
 
-def drop_callbacks(live, monkeypatch, clinic):
-    """Make the sandbox's status callbacks for ``clinic`` go nowhere, as if every one was lost."""
+def drop_callbacks(live, monkeypatch, clinic, sink_url):
+    """Make the sandbox's status callbacks for ``clinic`` miss Pawpost, as if every one was lost."""
     if clinic.provider == "twilio":
         # Twilio posts to the StatusCallback URL of each message, built from the base URL.
-        monkeypatch.setitem(live.app.config, "PAWPOST_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+        monkeypatch.setitem(live.app.config, "PAWPOST_BASE_URL", sink_url)
         return
     config = dict(live.carrier.config)
     applications = dict(config["bandwidth_applications"])
-    applications[clinic.bandwidth_application_id] = {}
+    applications[clinic.bandwidth_application_id] = {"callback_url": sink_url}
     config["bandwidth_applications"] = applications
     live.carrier.set_config(normalize_config(config))
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_missing_receipt_looked_up(client, live, factory, monkeypatch, provider):
+def test_missing_receipt_looked_up(client, live, factory, monkeypatch, callback_sink, provider):
     monkeypatch.setitem(live.app.config, "PAWPOST_RECEIPT_TIMEOUT_SECONDS", 0)
     clinic = factory.clinic(provider)
     message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
-    drop_callbacks(live, monkeypatch, clinic)
+    drop_callbacks(live, monkeypatch, clinic, callback_sink)
     run_send_job(live.app, message_id)
 
     def provider_delivered():
-        return all(d.status == "delivered" for d in live.carrier.all_deliveries())
+        # The sandbox keeps Twilio's status words in lower case and Bandwidth's in upper case.
+        return all(d.status.lower() == "delivered" for d in live.carrier.all_deliveries())
 
     wait_for(provider_delivered)
     waiting = sms_delivery(message_id).status

@@ -1,8 +1,9 @@
 """The retry schedule: backoff, attempt limits, the validity period, and one send per attempt.
 
-Failures come from a create-time error stub (``ErrorProvider``) or from failure callbacks
-posted by hand for texts sent to a ...70 number, for which the sandbox posts no final status.
-The test app's retry base delay is zero, so a retry is queued as soon as it is scheduled.
+Failures come from a stub that returns an error to the create call (``CannedResponseServer``)
+or from failure callbacks posted by hand for texts sent to a ...70 number, for which the sandbox
+posts no final status. The test app's retry base delay is zero, so a retry is queued as soon as
+it is scheduled.
 """
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from helpers import bearer, provider_events, send_via_api, wait_for_callbacks
 from notifier import queues
 from notifier.policy import backoff_seconds
 from provider_stubs import (
-    ErrorProvider,
+    CannedResponseServer,
     bandwidth_error_body,
     post_bandwidth_event,
     post_failure,
@@ -64,11 +65,11 @@ PROVIDERS = ["twilio", "bandwidth"]
 
 @pytest.fixture
 def error_provider(app, monkeypatch):
-    """Return a function that starts an ``ErrorProvider`` and points the provider SDKs at it."""
+    """Return a function that starts a ``CannedResponseServer`` and points the provider SDKs at it."""
     started = []
 
     def start(stub):
-        server = ErrorProvider(stub.http_status, stub.body)
+        server = CannedResponseServer(stub.http_status, stub.body)
         started.append(server)
         monkeypatch.setitem(app.config, "PAWPOST_SANDBOX_URL", server.url)
         return server
@@ -84,7 +85,7 @@ def staff_text(client, token, message_id):
 
 
 def has_send_job(row, attempt):
-    """Return whether RQ holds a send job for ``attempt`` of the delivery, in any state."""
+    """Return whether RQ has a send job for ``attempt`` of the delivery, in any state."""
     try:
         Job.fetch(queues.send_job_id(row.id, attempt), connection=queues.connection())
     except NoSuchJobError:
@@ -93,7 +94,7 @@ def has_send_job(row, attempt):
 
 
 def sent_to_no_receipt_number(client, live, factory, provider):
-    """Send one text the provider accepts and never confirms; return (token, message id)."""
+    """Send one text that the provider accepts and never confirms, and return (token, message id)."""
     clinic = factory.clinic(provider, fallback=False)
     token = factory.api_token(clinic)
     message_id = send_via_api(client, token, NO_RECEIPT_NUMBER)
@@ -103,7 +104,7 @@ def sent_to_no_receipt_number(client, live, factory, provider):
 
 
 def fail_each_attempt(client, live, token, message_id, code, rounds):
-    """Post a failure for each attempt and send the retry; return staff's text after each failure."""
+    """Post a failure for each attempt and send each retry, and return staff's text after each failure."""
     texts = []
     for _ in range(rounds):
         assert post_failure(client, live.app, sms_delivery(message_id), code).status_code == 200
@@ -239,6 +240,24 @@ def test_permanent_failure_not_retried(client, live, factory, provider, code):
     assert row.attempts == 1
     assert row.next_attempt_at is None
     assert not has_send_job(row, 2)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        # 30035: the 10DLC number is still being configured, so the retry rule is "later".
+        ("30035", "The clinic's sending setup has a problem (registration, verification, account). Retrying automatically (attempt 2 of 4)."),
+        ("39996", "The provider reported error 39996, which Pawpost does not recognise yet. Retrying once automatically (attempt 2 of 2)."),
+    ],
+)
+def test_retry_text_matches_rule(client, live, factory, monkeypatch, code, expected):
+    monkeypatch.setitem(live.app.config, "PAWPOST_RETRY_BASE_SECONDS", 60)
+    token, message_id = sent_to_no_receipt_number(client, live, factory, "twilio")
+
+    post_failure(client, live.app, sms_delivery(message_id), code)
+
+    assert sms_delivery(message_id).status == "queued"
+    assert staff_text(client, token, message_id) == expected
 
 
 def post_late_event(client, app, row):

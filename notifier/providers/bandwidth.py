@@ -96,11 +96,11 @@ class BandwidthProvider:
         """Return None: Bandwidth's messaging API has no line-type lookup."""
         return None
 
-    def find_sent(self, to, sender, since, body):
+    def find_sent(self, to, sender, since, body, exclude=frozenset()):
         """Return ``(id, status, error_code)`` of a message Bandwidth took since ``since``, or None.
 
         Bandwidth keeps no text, so the match is the first message from ``sender`` to ``to``
-        received at or after ``since``.
+        received at or after ``since`` whose id is not in ``exclude``.
         """
         try:
             found = self.api.list_messages(
@@ -114,7 +114,9 @@ class BandwidthProvider:
             raise ProviderError(f"http-{exc.status}", exc.status, exc.body or "") from exc
         except urllib3.exceptions.HTTPError as exc:
             raise ProviderUnreachable(type(exc).__name__) from exc
-        candidates = [m for m in found.messages or [] if m.receive_time and m.receive_time >= since]
+        candidates = [
+            m for m in found.messages or [] if m.receive_time and m.receive_time >= since and m.message_id not in exclude
+        ]
         if not candidates:
             return None
         first = min(candidates, key=lambda m: m.receive_time)

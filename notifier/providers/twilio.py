@@ -81,22 +81,34 @@ class TwilioProvider:
             raise ProviderUnreachable(type(exc).__name__) from exc
         return (found.line_type_intelligence or {}).get("type")
 
-    def find_sent(self, to, sender, since, body):
+    def find_sent(self, to, sender, since, body, exclude=frozenset()):
         """Return ``(sid, status, error_code)`` of a message Twilio took since ``since``, or None.
 
-        Twilio keeps the body, so a match needs the same body, sender and recipient.
+        Twilio keeps the body, so a match needs the same body, sender and recipient, and a SID not
+        in ``exclude``. A pointer text's body holds a one-time link that cannot be rebuilt, so with
+        ``body`` None the first other message from ``sender`` to ``to`` matches, as on Bandwidth.
         """
         try:
-            found = self.client.messages.list(to=to, from_=sender, date_sent_after=since, limit=50)
+            # No DateSent filter: a message Twilio still holds in its queue has no date_sent yet
+            # and would be missed, so creation time is checked below instead.
+            found = self.client.messages.list(to=to, from_=sender, limit=50)
         except TwilioException as exc:
             raise ProviderError(getattr(exc, "code", None) or "http-unknown", getattr(exc, "status", None)) from exc
         except requests.RequestException as exc:
             raise ProviderUnreachable(type(exc).__name__) from exc
-        for message in found:
-            if message.body == body and message.date_created and message.date_created >= since:
-                code = str(message.error_code) if message.error_code else None
-                return message.sid, map_status("twilio", message.status), code
-        return None
+        candidates = [
+            message
+            for message in found
+            if message.date_created
+            and message.date_created >= since
+            and message.sid not in exclude
+            and (body is None or message.body == body)
+        ]
+        if not candidates:
+            return None
+        first = min(candidates, key=lambda message: message.date_created)
+        code = str(first.error_code) if first.error_code else None
+        return first.sid, map_status("twilio", first.status), code
 
 
 def _read_capped(response, max_bytes):

@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -26,6 +26,12 @@ class Client(UserMixin, db.Model):
     # (JSON: [{"number", "type"}]); mobile_number is the one chosen for texts.
     pims_id: Mapped[str | None] = mapped_column(String(64))
     pims_numbers: Mapped[str | None] = mapped_column(Text)
+    # False when the PIMS lists no number Pawpost may text. mobile_number then keeps the last
+    # textable number (or, for a client that never had one, a listed number) so the record
+    # still has its unique key, and no SMS is sent to it.
+    textable: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # When the PIMS last wrote this record through the API.
+    pims_updated_at = mapped_column(UTCDateTime, nullable=True)
     # Set when the client proved they read this address (a link or code sent there was used).
     email_verified_at = mapped_column(UTCDateTime, nullable=True)
     email_enabled: Mapped[bool] = mapped_column(default=False)

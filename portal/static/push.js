@@ -7,8 +7,8 @@
  *   <button type="button" id="enable-push">                 subscribes this browser on click
  *   <button type="button" id="disable-push">  (optional)    removes this browser's subscription
  *   <p id="push-status" role="status">        (optional)    receives each outcome as a sentence
- * Storing a subscription also turns the client's push preference on. Turning push off for every
- * device is the preferences form's job; #disable-push only forgets this browser.
+ * Storing a subscription also turns the client's push preference on. The preferences form turns
+ * push off for every device, while #disable-push only removes this browser's subscription.
  */
 (function () {
   "use strict";
@@ -47,12 +47,12 @@
       }
       return response.json().then(
         function (data) { throw new Error(data.error.message); },
-        function () { throw new Error("The server answered " + response.status + ". Reload the page and try again."); }
+        function () { throw new Error("The server responded with status " + response.status + ". Reload the page and try again."); }
       );
     });
   }
 
-  // PushManager.subscribe needs the key as bytes; the server sends unpadded base64url.
+  // PushManager.subscribe needs the key as bytes, but the server sends unpadded base64url.
   function keyBytes(base64url) {
     var base64 = base64url.replace(/-/g, "+").replace(/_/g, "/");
     var binary = atob(base64 + "===".slice((base64.length + 3) % 4));
@@ -98,7 +98,8 @@
         }
         var endpoint = subscription.endpoint;
         return subscription.unsubscribe().then(function () {
-          // An unsubscribed endpoint is dead; if this request fails, the next push removes it.
+          // An unsubscribed endpoint is dead. If this request fails, the next push to it
+          // gets 410 and the worker deletes the subscription.
           return post("/push/subscriptions/delete", { endpoint: endpoint }).catch(function () { return null; });
         });
       })

@@ -1,5 +1,5 @@
 // Pawpost service worker: shows Web Push notifications and opens the message on tap.
-// The payload is JSON from notifier/push.py: {title, body, url, tag}; it never holds the message text.
+// The payload is JSON from notifier/push.py, {title, body, url, tag}, and never contains the message text.
 "use strict";
 
 self.addEventListener("push", (event) => {

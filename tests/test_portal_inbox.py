@@ -1,0 +1,357 @@
+"""Pet Portal inbox: one thread per clinic, unread counts, read only by POST, attachments for the owner."""
+
+import re
+
+import pytest
+
+from helpers import BODY, csrf_token, delivery
+from portal.extensions import db
+from portal.models import utcnow
+from portal_helpers import (
+    inbound_message,
+    page_token,
+    png_image,
+    portal_message,
+    sign_in,
+    staff_browser,
+    video_clip,
+)
+
+MOBILE = "+15551230001"
+
+
+@pytest.fixture
+def person(factory):
+    """Return a pet parent known to two clinics under one number, and a neighbour at the first."""
+    happy = factory.clinic("bandwidth", name="Happy Paws Clinic")
+    maple = factory.clinic("twilio", name="Maple Street Vets")
+    at_happy = factory.client(happy, MOBILE)
+    at_maple = factory.client(maple, MOBILE)
+    neighbour = factory.client(happy, "+15551230002", name="Other Parent")
+    return at_happy, at_maple, neighbour
+
+
+def clinic_order(html):
+    return re.findall(r'class="thread-name">([^<]+)<', html)
+
+
+def test_inbox_one_thread_per_clinic(client, person):
+    at_happy, at_maple, neighbour = person
+    portal_message(at_happy.clinic, at_happy, body="From Happy Paws")
+    portal_message(at_maple.clinic, at_maple, body="From Maple Street")
+    portal_message(neighbour.clinic, neighbour, body="For the neighbour")
+    sign_in(client, at_happy.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert sorted(clinic_order(html)) == ["Happy Paws Clinic", "Maple Street Vets"]
+    assert "From Maple Street" in html
+    assert "For the neighbour" not in html
+
+
+def test_inbox_newest_thread_first(client, person):
+    at_happy, at_maple, _ = person
+    portal_message(at_maple.clinic, at_maple, body="Older")
+    portal_message(at_happy.clinic, at_happy, body="Newer")
+    sign_in(client, at_maple.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert clinic_order(html) == ["Happy Paws Clinic", "Maple Street Vets"]
+
+
+def test_inbox_unread_count_per_thread(client, person):
+    at_happy, at_maple, _ = person
+    portal_message(at_happy.clinic, at_happy)
+    portal_message(at_happy.clinic, at_happy)
+    portal_message(at_happy.clinic, at_happy, read=True)
+    portal_message(at_maple.clinic, at_maple, read=True)
+    sign_in(client, at_maple.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert html.count('class="badge"') == 1
+    assert "2 unread" in html
+
+
+def test_inbox_marks_chat_notifications(client, person):
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy, chat=True)
+    sign_in(client, at_happy.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert "1 chat notification" in html
+
+
+def test_thread_marks_chat_notification(client, person):
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy, chat=True)
+    portal_message(at_happy.clinic, at_happy, chat=False)
+    sign_in(client, at_happy.id)
+
+    html = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
+
+    assert html.count('<span class="chip chip-chat">Chat notification</span>') == 1
+    assert "didn't deliver as a" in html
+
+
+def test_thread_shows_own_replies(client, person):
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy)
+    inbound_message(at_happy.clinic, at_happy, body="Thanks, see you Tuesday.")
+    sign_in(client, at_happy.id)
+
+    html = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
+
+    assert "Thanks, see you Tuesday." in html
+    assert '<p class="sender">You' in html
+
+
+def test_thread_of_other_clinic_record(client, person):
+    at_happy, at_maple, _ = person
+    portal_message(at_maple.clinic, at_maple, body="From Maple Street")
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/threads/{at_maple.id}")
+
+    assert response.status_code == 200
+    assert b"From Maple Street" in response.data
+
+
+def test_thread_of_other_person_404(client, person):
+    at_happy, _, neighbour = person
+    portal_message(neighbour.clinic, neighbour)
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/threads/{neighbour.id}")
+
+    assert response.status_code == 404
+    assert BODY.encode() not in response.data
+
+
+def test_message_of_other_person_404(client, person):
+    at_happy, _, neighbour = person
+    theirs = portal_message(neighbour.clinic, neighbour)
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/messages/{theirs.id}")
+
+    assert response.status_code == 404
+
+
+def test_thread_pages_older_messages(client, person):
+    at_happy, _, _ = person
+    messages = [portal_message(at_happy.clinic, at_happy, body=f"Message number {i}.") for i in range(52)]
+    sign_in(client, at_happy.id)
+
+    first = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
+    older = client.get(f"/inbox/threads/{at_happy.id}?before={messages[2].id}").get_data(as_text=True)
+
+    assert "Message number 51." in first
+    assert "Message number 1." not in first
+    assert f"before={messages[2].id}" in first
+    assert "Message number 1." in older
+    assert "Show older messages" not in older
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/inbox", "/inbox/threads/{client_id}", "/inbox/messages/{message_id}"],
+)
+def test_get_never_marks_read(client, person, path):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+
+    response = client.get(path.format(client_id=at_happy.id, message_id=message.id))
+
+    assert response.status_code == 200
+    assert delivery(message.id, "portal").read_at is None
+
+
+def test_mark_message_read(client, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy)
+    other = portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+    token = page_token(client, f"/inbox/messages/{message.id}")
+
+    response = client.post(f"/inbox/messages/{message.id}/read", data={"csrf_token": token})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/inbox/messages/{message.id}"
+    assert delivery(message.id, "portal").read_at is not None
+    assert delivery(other.id, "portal").read_at is None
+
+
+def test_mark_read_needs_csrf(client, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+
+    response = client.post(f"/inbox/messages/{message.id}/read")
+
+    assert response.status_code == 400
+    assert delivery(message.id, "portal").read_at is None
+
+
+def test_mark_other_person_read_404(client, person):
+    at_happy, _, neighbour = person
+    theirs = portal_message(neighbour.clinic, neighbour)
+    sign_in(client, at_happy.id)
+
+    response = client.post(f"/inbox/messages/{theirs.id}/read", data={"csrf_token": page_token(client, "/inbox")})
+
+    assert response.status_code == 404
+    assert delivery(theirs.id, "portal").read_at is None
+
+
+def test_mark_thread_read(client, person):
+    at_happy, at_maple, _ = person
+    happy_messages = [portal_message(at_happy.clinic, at_happy) for _ in range(2)]
+    maple_message = portal_message(at_maple.clinic, at_maple)
+    sign_in(client, at_happy.id)
+    token = page_token(client, f"/inbox/threads/{at_happy.id}")
+
+    client.post(f"/inbox/threads/{at_happy.id}/read", data={"csrf_token": token})
+
+    assert [delivery(m.id, "portal").read_at is not None for m in happy_messages] == [True, True]
+    assert delivery(maple_message.id, "portal").read_at is None
+
+
+def test_mark_all_read(client, person):
+    at_happy, at_maple, neighbour = person
+    mine = [portal_message(at_happy.clinic, at_happy), portal_message(at_maple.clinic, at_maple)]
+    theirs = portal_message(neighbour.clinic, neighbour)
+    sign_in(client, at_happy.id)
+
+    client.post("/inbox/read", data={"csrf_token": page_token(client, "/inbox")})
+
+    assert [delivery(m.id, "portal").read_at is not None for m in mine] == [True, True]
+    assert delivery(theirs.id, "portal").read_at is None
+
+
+def test_staff_see_read_state(client, live, factory, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy)
+    staff = factory.staff(at_happy.clinic)
+    sign_in(client, at_happy.id)
+    client.post(f"/inbox/messages/{message.id}/read", data={"csrf_token": page_token(client, "/inbox")})
+
+    html = staff_browser(live, staff).get(f"{live.url}/admin/clients/{at_happy.id}", timeout=5).text
+
+    assert "Read in the Pet Portal." in html
+
+
+@pytest.mark.parametrize(
+    ("maker", "content_type"),
+    [(png_image, "image/png"), (video_clip, "video/mp4")],
+    ids=["photo", "video"],
+)
+def test_attachment_served_to_owner(client, person, maker, content_type):
+    at_happy, at_maple, _ = person
+    message = portal_message(at_maple.clinic, at_maple, files=[maker()])
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/attachments/{message.attachments[0].id}")
+
+    assert response.status_code == 200
+    assert response.mimetype == content_type
+    assert response.data == maker()
+    assert response.headers["Cache-Control"] == "private, no-cache"
+
+
+def test_video_supports_range_requests(client, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy, files=[video_clip()])
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/attachments/{message.attachments[0].id}", headers={"Range": "bytes=0-99"})
+
+    assert response.status_code == 206
+    assert len(response.data) == 100
+
+
+def test_attachment_of_other_person_404(client, person):
+    at_happy, _, neighbour = person
+    theirs = portal_message(neighbour.clinic, neighbour, files=[png_image()])
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/attachments/{theirs.attachments[0].id}")
+
+    assert response.status_code == 404
+
+
+def test_attachment_signed_out_401(client, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy, files=[png_image()])
+
+    response = client.get(f"/inbox/attachments/{message.attachments[0].id}")
+
+    assert response.status_code == 401
+    assert response.data != png_image()
+
+
+def test_thread_shows_photo_and_video(client, person):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy, files=[png_image(), video_clip()])
+    sign_in(client, at_happy.id)
+    photo, video = message.attachments
+
+    html = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
+
+    assert f'src="/inbox/attachments/{photo.id}"' in html
+    assert f'<video class="attachment" controls playsinline preload="metadata" src="/inbox/attachments/{video.id}"' in html
+    assert 'alt="Photo 1 from Happy Paws Clinic"' in html
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/inbox/threads/{client_id}", "/inbox/messages/{message_id}"],
+)
+def test_clinic_number_tel_link(client, person, path):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+
+    html = client.get(path.format(client_id=at_happy.id, message_id=message.id)).get_data(as_text=True)
+
+    assert f'href="tel:{at_happy.clinic.sender_number}"' in html
+    assert '<meta name="format-detection" content="telephone=no">' in html
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/inbox", "/inbox/threads/1", "/inbox/messages/1", "/preferences"],
+)
+def test_signed_out_gets_sign_in_page(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 401
+    assert b"Sign in with a code" in response.data
+    assert f'href="/login?next={path}"'.encode() in response.data
+
+
+def test_clinic_time_zone_from_number(client, factory):
+    clinic = factory.clinic("bandwidth", name="Midtown Vets")
+    clinic.sender_number = "+12125550100"
+    db.session.commit()
+    parent = factory.client(clinic, MOBILE)
+    portal_message(clinic, parent, created_at=utcnow().replace(month=1, day=15, hour=17, minute=5))
+    sign_in(client, parent.id)
+
+    html = client.get(f"/inbox/threads/{parent.id}").get_data(as_text=True)
+
+    assert "12:05 PM EST" in html
+
+
+def test_inbox_mark_all_button_only_when_unread(client, person):
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy, read=True)
+    sign_in(client, at_happy.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert "Mark all as read" not in html
+    assert csrf_token(html.encode())
