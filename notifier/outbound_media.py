@@ -6,9 +6,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from notifier.media import sniff_type
 
 MAX_FILES = 10
-# Twilio: up to 10 media and 5 MB per message; jpeg, png and gif up to 5 MB, other accepted
-# types up to 500 KB (twilio 9.13 MessageList.create docstring). Bandwidth: 3.5 MB per file
-# (Bandwidth support article on MMS limits); the total is kept to the same 3.5 MB.
+# Twilio takes up to 10 media and 5 MB per message: jpeg, png and gif up to 5 MB each, other
+# accepted types up to 500 KB (twilio 9.13 MessageList.create docstring). Bandwidth takes
+# 3.5 MB per file (its support article on MMS limits), and Pawpost keeps the total to 3.5 MB too.
 LIMITS = {
     "twilio": {
         "total": 5 * 1024 * 1024,

@@ -21,7 +21,7 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """Report 200 when the app, the database and Redis all answer, else 503 naming the failing part."""
+    """Return 200 when the app, the database and Redis all respond, else 503 naming the failing part."""
     checks = {"app": "ok", "database": "ok", "redis": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
@@ -43,8 +43,8 @@ def metrics():
     expected = current_app.config["PAWPOST_METRICS_TOKEN"]
     if not expected:
         abort(404)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
         return Response("A bearer token is required.\n", 401, {"WWW-Authenticate": "Bearer"})
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
