@@ -220,9 +220,11 @@ def upsert(clinic, pims_id, data):
     created = False
     if client is None and textable_number is not None:
         earlier = _find_by_number(clinic, textable_number)
-        if earlier is not None and earlier.pims_id is None:
+        # The same PIMS id here means a concurrent request created the record after our lookup.
+        if earlier is not None and earlier.pims_id in (None, pims_id):
             client = earlier
-            log.info("Client %s of clinic %s is now linked to a PIMS record.", client.id, clinic.id)
+            if earlier.pims_id is None:
+                log.info("Client %s of clinic %s is now linked to a PIMS record.", client.id, clinic.id)
     if client is None:
         client = Client(clinic_id=clinic.id, pims_id=pims_id)
         created = True

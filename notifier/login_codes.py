@@ -2,7 +2,7 @@
 
 The raw code exists only inside the job that sends it. The web request queues a client id and
 a channel, and the job draws the code, stores its hash and sends it, so neither the RQ job in
-Redis nor the database ever holds a usable code.
+Redis nor the database ever contains a usable code.
 """
 
 import logging
@@ -26,7 +26,6 @@ CODE_DIGITS = 6
 CODE_MINUTES = 10
 # A code is dead after this many wrong entries, so guessing 6 digits stays hopeless.
 MAX_FAILED_ATTEMPTS = 5
-CHANNELS = ("email", "sms")
 
 
 def can_receive(client, channel):
@@ -49,7 +48,7 @@ def enqueue_send_code(client_id, channel):
             "notifier.login_codes.send_login_code",
             client_id,
             channel,
-            # A job still waiting after the code lifetime would only send a code nobody expects.
+            # A job still queued after a code's lifetime is dropped, because the person has stopped waiting.
             ttl=CODE_MINUTES * 60,
             result_ttl=600,
             failure_ttl=24 * 3600,
@@ -117,7 +116,7 @@ def _send_sms(client, row, code):
         return "failed"
     except ProviderUnreachable as exc:
         # Not retried: a retry would send a second code, and the person can ask for one.
-        log.warning("Sign-in code %s for client %s got no answer from %s (%s).", row.id, client.id, clinic.provider, exc)
+        log.warning("Sign-in code %s for client %s got no response from %s (%s).", row.id, client.id, clinic.provider, exc)
         return "unconfirmed"
     log.info("Sign-in code %s for client %s sent by SMS as %s.", row.id, client.id, result.provider_message_id)
     return "sent"

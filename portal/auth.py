@@ -76,7 +76,7 @@ def sign_out_everywhere(client):
     )
 
 
-# Percent-decoding stops after this many rounds; a value still changing then is rejected.
+# Percent-decoding stops after this many rounds, and a value still changing then is rejected.
 MAX_DECODE_ROUNDS = 4
 
 

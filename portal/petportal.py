@@ -47,7 +47,7 @@ def home():
 
 @bp.get("/p/<token>")
 def confirm_link(token):
-    """Show a one-button page for a pointer or email link; a GET spends nothing and signs nobody in."""
+    """Show a one-button page for a pointer or email link; a GET spends nothing and creates no session."""
     row, problem = _usable_token(token)
     if problem:
         return _link_problem(row, problem)
@@ -232,10 +232,12 @@ def get_thread_or_404(client_id):
 
 def get_message_or_404(message_id):
     """Return the message if one of the signed-in pet parent's threads shows it, else 404."""
-    found = db.session.get(Message, message_id)
-    if found is None or found.client.mobile_number != current_user.mobile_number:
-        abort(404)
-    if found.direction != "inbound" and found.delivery("portal") is None:
+    found = db.session.execute(
+        threads.visible_messages().where(
+            Message.id == message_id, Message.client_id.in_(threads.person_client_ids(current_user))
+        )
+    ).scalar_one_or_none()
+    if found is None:
         abort(404)
     return found
 

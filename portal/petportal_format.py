@@ -35,7 +35,7 @@ def clinic_zone(sender_number):
     try:
         return ZoneInfo(zones[0])
     except (ZoneInfoNotFoundError, ValueError):
-        # phonenumbers answers Etc/Unknown for numbers it cannot place.
+        # phonenumbers returns Etc/Unknown for numbers it cannot place.
         return UTC
 
 

@@ -58,16 +58,18 @@ def add_subscription():
     try:
         endpoint, p256dh, auth = push.parse_subscription(request.get_json(silent=True), current_app.config["PAWPOST_ENV"])
     except push.InvalidSubscription as exc:
+        log.info("Client %s sent an invalid push subscription: %s", current_user.id, exc)
         return _error(str(exc), 400)
 
     try:
         row, created = _store(endpoint, p256dh, auth)
     except IntegrityError:
-        # The same browser sent its subscription twice at once; the other request stored it.
+        # The same browser sent its subscription twice at once, and the other request stored it.
         db.session.rollback()
         row, created = _store(endpoint, p256dh, auth)
-    except push.EndpointTaken:
+    except push.EndpointTaken as exc:
         db.session.rollback()
+        log.warning("Client %s sent the endpoint of push subscription %s, which another person owns.", current_user.id, exc)
         return _error("This browser gets notifications for another Pet Portal account. Turn them off there first.", 409)
 
     log.info("Client %s %s push subscription %s.", current_user.id, "added" if created else "refreshed", row.id)
@@ -99,6 +101,7 @@ def delete_subscription():
     row = db.session.execute(db.select(PushSubscription).where(PushSubscription.endpoint == endpoint)).scalar_one_or_none()
     # Another person's subscription gets the same response as none, so endpoints cannot be probed.
     if row is None or not push.owns(current_user, row):
+        log.info("Client %s requested deleting a push subscription that is missing or not theirs.", current_user.id)
         return _error("You have no push subscription with this endpoint.", 404)
 
     subscription_id = row.id

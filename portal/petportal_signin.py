@@ -1,6 +1,6 @@
 """Pet Portal sign-in by a one-time code sent to a verified email address or a textable mobile number.
 
-The pages answer the same way whether or not the address belongs to a client, so they cannot be
+The pages respond the same way whether or not the address belongs to a client, so they cannot be
 used to learn who is a clinic's client.
 """
 
@@ -17,18 +17,19 @@ from sqlalchemy import func, update
 from notifier import login_codes
 from notifier.phone import InvalidPhoneNumber, mask, normalize
 from portal.auth import safe_next
-from portal.extensions import db, limiter
+from portal.extensions import db
 from portal.forms import CodeEntryForm, CodeRequestForm
 from portal.models import Client, Clinic, LoginCode, utcnow
 from portal.petportal import bp
+from portal.ratelimit import current_limiter
 
 log = logging.getLogger(__name__)
 
-# Codes asked for one address, whether or not it belongs to a client, so the limit reveals nothing.
+# Code requests for one address, counted whether or not it belongs to a client, so the limit reveals nothing.
 ADDRESS_LIMIT = parse_limit("5 per hour")
-# Codes sent to one client, across all their addresses; requests past it send nothing.
+# Codes sent to one client across all their addresses. Requests past the limit send nothing.
 CLIENT_LIMIT = parse_limit("5 per hour")
-# The code page forgets the address after this long, twice a code's lifetime.
+# The code page drops the stored address after this long, twice a code's lifetime.
 PENDING_SECONDS = 2 * login_codes.CODE_MINUTES * 60
 SESSION_KEY = "portal_login"
 
@@ -47,8 +48,8 @@ def login():
             "Enter an email address such as pat@example.com, or a mobile number such as (555) 123-4567."
         )
         return render_template("portal/login.html", form=form, next_path=next_path), 400
-    if not limiter.limiter.hit(ADDRESS_LIMIT, "portal-code-address", address.key):
-        reset = limiter.limiter.get_window_stats(ADDRESS_LIMIT, "portal-code-address", address.key).reset_time
+    if not current_limiter().hit(ADDRESS_LIMIT, "portal-code-address", address.key):
+        reset = current_limiter().get_window_stats(ADDRESS_LIMIT, "portal-code-address", address.key).reset_time
         minutes = max(1, round((reset - time.time()) / 60))
         form.address.errors.append(
             f"Too many codes were requested for this address. Try again in {minutes} minutes, "
@@ -63,7 +64,7 @@ def login():
 
 @bp.route("/login/code", methods=["GET", "POST"])
 def login_code():
-    """Check a sign-in code and sign the pet parent in; wrong codes count against the code."""
+    """Check a sign-in code and sign the pet parent in. A wrong code counts as a failed attempt on each active code."""
     pending = _pending_login()
     if pending is None:
         flash("Enter your email address or mobile number to get a sign-in code.", "info")
@@ -144,7 +145,7 @@ def _queue_code(address):
     if recipient is None:
         log.info("Sign-in code requested for an address with no reachable client; nothing sent.")
         return
-    if not limiter.limiter.hit(CLIENT_LIMIT, "portal-code-client", str(recipient.id)):
+    if not current_limiter().hit(CLIENT_LIMIT, "portal-code-client", str(recipient.id)):
         log.warning("Client %s reached the sign-in code limit; no code sent.", recipient.id)
         return
     login_codes.enqueue_send_code(recipient.id, channel)
@@ -175,7 +176,7 @@ def _redeem(client_ids, entered):
         .execution_options(synchronize_session=False)
     ).rowcount == 1
     if spent:
-        # The client's other codes are no longer needed; leaving them would only widen guessing.
+        # The client's other codes are no longer needed, and each one left active is one more to guess.
         db.session.execute(
             update(LoginCode)
             .where(LoginCode.client_id == match.client_id, LoginCode.used_at.is_(None))

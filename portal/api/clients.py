@@ -62,7 +62,8 @@ def get_client(pims_id):
 
 def _upsert_with_retry(pims_id, data):
     # A concurrent request may create the same PIMS id or claim the same number between our
-    # read and our commit; the unique constraints stop it, and the second try sees its row.
+    # reads and our commit. The unique constraints stop it, or the number looks taken by the
+    # record being created; the second try sees the committed row either way.
     for attempt in (1, 2):
         try:
             client, created, number_changed = clients.upsert(g.clinic, pims_id, data)
@@ -73,7 +74,8 @@ def _upsert_with_retry(pims_id, data):
             raise ApiError(400, "invalid_field", str(exc), exc.field) from None
         except clients.NumberConflict as exc:
             db.session.rollback()
-            raise ApiError(409, "number_conflict", str(exc), exc.field) from None
+            if attempt == 2:
+                raise ApiError(409, "number_conflict", str(exc), exc.field) from None
         except IntegrityError:
             db.session.rollback()
             if attempt == 2:

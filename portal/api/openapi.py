@@ -81,7 +81,12 @@ SCHEMAS = {
             "to": {"type": "string"},
             "body": {"type": "string", "maxLength": MAX_BODY_CHARS},
             "send_at": TIME,
-            "media": {"type": "array", "maxItems": MAX_FILES, "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
+            "media": {
+                "type": "array",
+                "maxItems": MAX_FILES,
+                "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                "description": "Photos (JPEG, PNG, GIF) or short videos (MP4, 3GP, QuickTime) within the provider's MMS limits.",
+            },
         },
     },
     "Delivery": {
@@ -310,10 +315,7 @@ PATHS = {
                         "schema": _ref("MessageRequest"),
                         "example": {"to": "+15551234567", "body": "Rex is due for his rabies booster. Reply to book a visit."},
                     },
-                    "multipart/form-data": {
-                        "schema": _ref("MessageUpload"),
-                        "encoding": {"media": {"contentType": "image/jpeg, image/png, image/gif, video/mp4, video/3gpp, video/quicktime"}},
-                    },
+                    "multipart/form-data": {"schema": _ref("MessageUpload")},
                 },
             },
             "responses": {

@@ -33,7 +33,7 @@ def filtered_text(client, live, factory):
     """Send a text that the sandbox filters at a Bandwidth clinic; return the clinic, client and message id."""
     clinic = factory.clinic("bandwidth", name="Happy Paws Clinic")
     parent = factory.client(clinic, NUMBER, name="Pat Parent")
-    # A second clinic that knows the same number, so the inbox shows one thread per clinic.
+    # A second clinic with a client record for the same number, so the inbox shows two threads.
     other = factory.clinic("twilio", name="Maple Street Vets")
     portal_message(other, factory.client(other, NUMBER), body="Bella is due for her vaccines. Call us to book.")
     message_id = send_via_api(client, factory.api_token(clinic), NUMBER, body=ORIGINAL)
