@@ -112,11 +112,17 @@ def load(overrides=None):
         "PAWPOST_MAIL_FROM": _env("MAIL_FROM"),
         "PAWPOST_MAIL_DIR": _env("MAIL_DIR", os.path.abspath(os.path.join("instance", "outbox"))),
         "PAWPOST_EMAIL_MAX_ATTEMPTS": _int("EMAIL_MAX_ATTEMPTS", 4),
-        # Web Push is off unless both VAPID keys are set; `flask push generate-vapid-keys` makes a pair.
+        # Web Push is off unless both VAPID keys are set. `flask push generate-vapid-keys` makes a pair.
         "PAWPOST_VAPID_PUBLIC_KEY": _env("VAPID_PUBLIC_KEY"),
         "PAWPOST_VAPID_PRIVATE_KEY": _env("VAPID_PRIVATE_KEY"),
         "PAWPOST_VAPID_SUBJECT": _env("VAPID_SUBJECT"),
         "PAWPOST_PUSH_MAX_ATTEMPTS": _int("PUSH_MAX_ATTEMPTS", 4),
+        # Texts per second one sender number may send (0: unpaced), with per-number overrides
+        # such as "+15550001111=10,+15550002222=3"; notifier/pacing.py applies them.
+        "PAWPOST_SENDER_RATE": _int("SENDER_RATE", 0),
+        "PAWPOST_SENDER_RATES": _env("SENDER_RATES", ""),
+        # Added to pacing's one-second window to absorb the jitter before the provider call.
+        "PAWPOST_PACING_MARGIN_MS": _int("PACING_MARGIN_MS", 25),
     }
     settings.update(overrides)
     for key, (variable, development_default) in REQUIRED.items():
@@ -129,6 +135,7 @@ def load(overrides=None):
     settings["PAWPOST_BASE_URL"] = _check_base_url(settings["PAWPOST_BASE_URL"])
     _check_mail(settings, environment)
     _check_vapid(settings, environment)
+    _check_sender_rates(settings["PAWPOST_SENDER_RATES"])
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
     # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.
@@ -247,6 +254,18 @@ def base64url_bytes(value):
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         return None
+
+
+SENDER_RATE_PATTERN = re.compile(r"\s*\+[1-9]\d{1,14}\s*=\s*\d+\s*")
+
+
+def _check_sender_rates(text):
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        if not SENDER_RATE_PATTERN.fullmatch(item):
+            raise ConfigError(
+                f"{PREFIX}SENDER_RATES has {item.strip()!r}, which is not an E.164 number and a whole rate. "
+                "Write each as +15550001111=10 (texts per second), separated by commas."
+            )
 
 
 def _check_vapid(settings, environment):

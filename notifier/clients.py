@@ -8,10 +8,10 @@ clinics expect:
 3. never a number typed ``home``, ``work`` or ``landline``, nor one with an extension, nor one
    Pawpost has learned is a landline (from a provider error or a line-type lookup).
 
-When no number qualifies, the client is kept with ``textable`` false: ``mobile_number`` keeps
-the last textable number (a new client gets the first listed number no other client of the
-clinic has), and texts to it are suppressed as a landline, which puts the client on the
-dashboard's worklist.
+When no number qualifies, the client is kept with ``textable`` false. ``mobile_number`` then
+keeps the last textable number, or for a new client the first listed number that no other
+client of the clinic has. Texts to it are suppressed as a landline, so the client shows up on
+the dashboard's worklist.
 """
 
 import json
@@ -173,9 +173,9 @@ def choose_textable(numbers):
     candidates = [n for n in numbers if n.may_be_texted]
     landlines = _known_landlines([n.number for n in candidates])
     candidates = [n for n in candidates if n.number not in landlines]
-    for wanted in (MOBILE_TYPES, (None, "other")):
+    for preferred_types in (MOBILE_TYPES, (None, "other")):
         for listed in candidates:
-            if listed.type in wanted:
+            if listed.type in preferred_types:
                 return listed.number
     return None
 
@@ -265,7 +265,7 @@ def _apply_numbers(clinic, client, numbers, textable_number):
             client.mobile_number = _placeholder_number(clinic, client, numbers)
     changed = previous != (client.mobile_number if client.textable else None)
     if changed and client.id is not None and previous is not None:
-        # Whoever signed in to the Pet Portal through the old number may no longer be this client.
+        # A person signed in to the Pet Portal through the old number may not be this client any more.
         client.session_version = (client.session_version or 1) + 1
     return changed
 

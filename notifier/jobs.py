@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import update
 
-from notifier import mail, media, metrics, outbound_media, policy, providers, push, queues, stats, status
+from notifier import mail, media, metrics, outbound_media, pacing, policy, providers, push, queues, stats, status
 from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
@@ -48,6 +48,8 @@ def _send(delivery):
         log.info("Delivery %s expired before it could be sent.", delivery.id)
         return "expired"
     db.session.commit()
+    # Last step before the provider call, so the reserved slot is when the provider sees the text.
+    pacing.wait_for_turn(clinic.sender_number)
     try:
         result = _adapter(clinic).send(text)
     except ProviderError as exc:

@@ -71,7 +71,7 @@ def suppression_reason(clinic, number):
     if line is not None and line.line_type == "landline":
         return "landline"
     # The clinic's PIMS lists no mobile number for this client, so the number kept on the
-    # record must not be texted; staff see the landline reason and fix the record.
+    # record must not be texted. Staff see the landline reason and fix the record.
     untextable = db.session.execute(
         db.select(Client.id).where(Client.clinic_id == clinic.id, Client.mobile_number == number, Client.textable.is_(False))
     ).first()

@@ -40,7 +40,7 @@ GONE_STATUSES = (404, 410)
 
 
 class InvalidSubscription(ValueError):
-    """A browser's subscription is malformed; the text names the field and the rule."""
+    """A malformed subscription from a browser. The text names the field and the rule."""
 
 
 class EndpointTaken(Exception):
@@ -167,7 +167,7 @@ def _is_public_name(host):
 
 
 def save_subscription(client, endpoint, p256dh, auth, user_agent):
-    """Store or refresh the subscription of one of ``client``'s browsers; return ``(row, created)``.
+    """Store or refresh the subscription of one of ``client``'s browsers, and return ``(row, created)``.
 
     Raises EndpointTaken when the endpoint belongs to another person with different keys. The
     same browser signed in as another person sends the same keys, so it moves to this client.
@@ -242,7 +242,7 @@ def _send_one(session, vapid, subscription, payload):
             subscription_info={"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
             data=payload,
             vapid_private_key=vapid,
-            # pywebpush adds aud (the endpoint's origin) and exp (12 hours ahead) to these claims.
+            # pywebpush 2.5.0 adds aud (the endpoint's origin) and exp (12 hours ahead) to these claims.
             vapid_claims={"sub": current_app.config["PAWPOST_VAPID_SUBJECT"]},
             timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
             ttl=TTL_SECONDS,
@@ -260,7 +260,7 @@ def _send_one(session, vapid, subscription, payload):
     except requests.RequestException:
         return "temporary", "connection"
     except (ECEException, ValueError):
-        # Keys the encryption cannot use; they were checked when stored, so this is rare.
+        # Keys the encryption cannot use. They were checked when stored, so this is rare.
         return "gone", "invalid_keys"
     return "delivered", "201"
 
@@ -281,7 +281,7 @@ def _record(outcome, subscription, message, result, code):
             .where(PushSubscription.id == subscription.id)
             .execution_options(synchronize_session=False)
         )
-        log.info("Push subscription %s of client %s is gone (%s); deleted.", subscription.id, message.client_id, code)
+        log.info("Push subscription %s of client %s is gone (%s), so it was deleted.", subscription.id, message.client_id, code)
     else:
         outcome.failures.append((code, result == "temporary"))
         log.warning("Push to subscription %s for message %s failed: %s (%s).", subscription.id, message.id, code, result)

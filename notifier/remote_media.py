@@ -29,7 +29,7 @@ class MediaFetchFailed(ValueError):
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What a download may do: its size limit and whether loopback addresses are allowed."""
+    """Limits of one download: the maximum size and whether loopback addresses are allowed."""
 
     max_bytes: int
     # Development and tests serve files from 127.0.0.1; production never fetches from itself.
@@ -40,8 +40,8 @@ def fetch(url, policy, deadline=None):
     """Return the bytes at ``url`` (http or https), following at most MAX_REDIRECTS redirects.
 
     Raises MediaFetchFailed when the URL is not http(s), resolves to a private, loopback,
-    link-local or otherwise non-public address (loopback is allowed by ``policy``), answers
-    with an error, is larger than ``policy.max_bytes`` or is slower than the deadline.
+    link-local or otherwise non-public address (loopback is allowed by ``policy``), returns an
+    HTTP error, is larger than ``policy.max_bytes`` or does not finish before the deadline.
     """
     deadline = deadline or time.monotonic() + TOTAL_TIMEOUT_SECONDS
     current = url
@@ -55,46 +55,22 @@ def fetch(url, policy, deadline=None):
             response.release_conn()
             pool.close()
         if not location:
-            raise MediaFetchFailed(f"{url} answered with a redirect that has no Location header.")
+            raise MediaFetchFailed(f"{url} responded with a redirect that has no Location header. Give the file's final URL.")
         current = urljoin(current, location)
     raise MediaFetchFailed(f"{url} redirected more than {MAX_REDIRECTS} times. Give the file's final URL.")
 
 
 def _request(url, policy, deadline):
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MediaFetchFailed(f"{url} is not an http or https URL. Give a URL that starts with https://.")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise MediaFetchFailed(f"{url} has an invalid port.") from None
+    parts, port = _parse(url)
     address = _checked_address(url, parts.hostname, port, policy)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise MediaFetchFailed(f"Downloading {url} timed out after {TOTAL_TIMEOUT_SECONDS} s. Give a faster URL.")
-    timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining), read=remaining)
-    options = {"port": port, "timeout": timeout, "retries": False, "maxsize": 1}
-    if parts.scheme == "https":
-        # Connect to the checked address but verify the certificate for the host name.
-        pool = urllib3.HTTPSConnectionPool(
-            address, server_hostname=parts.hostname, assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED", **options
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, **options)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    headers = {
-        "Host": host_header,
-        "User-Agent": "Pawpost media fetcher",
-        "Accept": "image/*, video/*",
-        # Compressed bodies would be inflated past the size check, so ask for none.
-        "Accept-Encoding": "identity",
-    }
+
+    pool = _pool(parts, address, port, remaining)
     try:
         response = pool.urlopen(
-            "GET", path, headers=headers, redirect=False, preload_content=False, assert_same_host=False
+            "GET", _target(parts), headers=_headers(parts), redirect=False, preload_content=False, assert_same_host=False
         )
     except urllib3.exceptions.NewConnectionError:
         # Checked first: urllib3 2 derives NewConnectionError from ConnectTimeoutError.
@@ -102,12 +78,49 @@ def _request(url, policy, deadline):
         raise MediaFetchFailed(f"Could not download {url}: the server could not be reached. Check the URL.") from None
     except urllib3.exceptions.TimeoutError:
         pool.close()
-        raise MediaFetchFailed(f"Downloading {url} timed out. Give a URL that answers within {TOTAL_TIMEOUT_SECONDS} s.") from None
+        raise MediaFetchFailed(f"Downloading {url} timed out. Give a URL that responds within {TOTAL_TIMEOUT_SECONDS} s.") from None
     except urllib3.exceptions.HTTPError as exc:
         pool.close()
         log.info("Media download failed: %s.", type(exc).__name__)
         raise MediaFetchFailed(f"Could not download {url}: the connection failed. Check the URL.") from None
     return pool, response
+
+
+def _parse(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MediaFetchFailed(f"{url} is not an http or https URL. Give a URL that starts with https://.")
+    try:
+        return parts, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise MediaFetchFailed(f"{url} has an invalid port.") from None
+
+
+def _pool(parts, address, port, remaining):
+    timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining), read=remaining)
+    options = {"port": port, "timeout": timeout, "retries": False, "maxsize": 1}
+    if parts.scheme == "https":
+        # Connect to the checked address but verify the certificate for the host name.
+        return urllib3.HTTPSConnectionPool(
+            address, server_hostname=parts.hostname, assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED", **options
+        )
+    return urllib3.HTTPConnectionPool(address, **options)
+
+
+def _target(parts):
+    path = parts.path or "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def _headers(parts):
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return {
+        "Host": host if parts.port is None else f"{host}:{parts.port}",
+        "User-Agent": "Pawpost media fetcher",
+        "Accept": "image/*, video/*",
+        # Compressed bodies would be inflated past the size check, so ask for none.
+        "Accept-Encoding": "identity",
+    }
 
 
 def _checked_address(url, hostname, port, policy):
@@ -137,7 +150,7 @@ def _allowed(address, policy):
 
 def _read_body(url, response, policy, deadline):
     if response.status != 200:
-        raise MediaFetchFailed(f"{url} answered with HTTP status {response.status}. Give a URL that returns the file.")
+        raise MediaFetchFailed(f"{url} responded with HTTP status {response.status}. Give a URL that returns the file.")
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
         raise MediaFetchFailed(f"{url} is {int(declared)} bytes; the limit is {policy.max_bytes} bytes. Send a smaller file.")
@@ -151,7 +164,7 @@ def _read_body(url, response, policy, deadline):
                 raise MediaFetchFailed(f"Downloading {url} took longer than {TOTAL_TIMEOUT_SECONDS} s. Give a faster URL.")
             chunks.append(chunk)
     except urllib3.exceptions.TimeoutError:
-        raise MediaFetchFailed(f"Downloading {url} timed out. Give a URL that answers within {TOTAL_TIMEOUT_SECONDS} s.") from None
+        raise MediaFetchFailed(f"Downloading {url} timed out. Give a URL that responds within {TOTAL_TIMEOUT_SECONDS} s.") from None
     except urllib3.exceptions.HTTPError:
         raise MediaFetchFailed(f"Downloading {url} failed part way. Try again or give another URL.") from None
     return b"".join(chunks)

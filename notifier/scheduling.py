@@ -18,9 +18,6 @@ clinic's clock reaches the end of the window. Two daylight-saving cases follow f
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MINUTES_PER_DAY = 24 * 60
-
-
 class InvalidTimezone(ValueError):
     """A clinic's time zone is not a known IANA zone name."""
 
@@ -74,7 +71,7 @@ def first_instant_reaching(zone, wall_time, not_before):
 
     ``wall_time`` is naive local time. When it happens twice (fall back), the earlier of the
     two that is not before ``not_before`` wins. When it does not exist (spring forward), the
-    answer is the instant the clock jumps past it.
+    result is the instant the clock jumps past it.
     """
     occurrences = []
     for fold in (0, 1):

@@ -82,7 +82,7 @@ def send_message(client, body, source, author=None, uploads=(), send_at=None):
     queue and retries, so nothing that happens to the SMS changes them.
 
     ``uploads`` are ``(name, data, content_type)`` triples already checked against the provider's
-    limits; they are stored before anything is queued. ``send_at`` (aware UTC) holds every
+    limits; they are stored before anything is queued. ``send_at`` (aware UTC) delays every
     channel until then.
     """
     message = store_message(client, body, source, author, uploads, send_at)
@@ -94,7 +94,7 @@ def send_message(client, body, source, author=None, uploads=(), send_at=None):
 def store_message(client, body, source, author=None, uploads=(), send_at=None):
     """Add a message with its deliveries to the session and flush, without committing or queueing.
 
-    The caller commits, then calls ``enqueue_deliveries``; the API uses the gap to store its
+    The caller commits, then calls ``enqueue_deliveries``. The API uses the gap to store its
     idempotent response in the same transaction.
     """
     body = body.strip() if uploads and isinstance(body, str) and not body.strip() else validate_body(body)

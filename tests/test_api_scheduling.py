@@ -28,8 +28,8 @@ def utc(text):
 
 
 # (quiet start, quiet end, send time UTC, expected UTC). New York is UTC-5 (EST) in winter
-# and UTC-4 (EDT) in summer; 2026-03-08 02:00 EST jumps to 03:00 EDT and 2026-11-01 02:00
-# EDT falls back to 01:00 EST.
+# and UTC-4 (EDT) in summer. On 2026-03-08 the clock jumps from 02:00 EST to 03:00 EDT, and
+# on 2026-11-01 it falls back from 02:00 EDT to 01:00 EST.
 CASES = [
     # No quiet hours, or an empty window: never moved.
     (None, None, "2026-01-15T03:00:00", "2026-01-15T03:00:00"),

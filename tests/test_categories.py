@@ -22,11 +22,13 @@ from rq.job import Job, JobStatus
 from helpers import bearer, send_via_api, wait_for_callbacks
 from notifier import queues
 from portal.models import utcnow
-from provider_stubs import (
+# settle_sandbox is an autouse fixture, so importing it applies it to every test here.
+from provider_stubs import (  # noqa: F401
     CannedResponseServer,
     bandwidth_error_body,
     post_failure,
     run_send_job,
+    settle_sandbox,
     sms_delivery,
     twilio_error_body,
 )

@@ -16,7 +16,14 @@ from notifier.inbound import OPT_IN_REPLY, OPT_OUT_REPLY
 from notifier.keywords import match
 from portal.extensions import db
 from portal.models import Consent, Message, PhoneLine
-from provider_stubs import provider_creates, queued_jobs, run_send_job, sms_delivery
+# settle_sandbox is an autouse fixture, so importing it applies it to every test here.
+from provider_stubs import (  # noqa: F401
+    provider_creates,
+    queued_jobs,
+    run_send_job,
+    settle_sandbox,
+    sms_delivery,
+)
 
 PHONE = "+15551230001"
 OPTED_OUT_NUMBER = "+15551230030"

@@ -14,7 +14,14 @@ from conftest import STAFF_PASSWORD, run_worker
 from helpers import count, csrf_token, provider_events, send_via_api
 from portal.extensions import db
 from portal.models import Attachment, Client, Message, PortalToken
-from provider_stubs import bandwidth_event, post_bandwidth_events, run_send_job, sms_delivery
+# settle_sandbox is an autouse fixture, so importing it applies it to every test here.
+from provider_stubs import (  # noqa: F401
+    bandwidth_event,
+    post_bandwidth_events,
+    run_send_job,
+    settle_sandbox,
+    sms_delivery,
+)
 
 PHONE = "+15551230001"
 NO_RECEIPT_NUMBER = "+15551230070"

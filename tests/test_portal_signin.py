@@ -12,7 +12,7 @@ import requests
 from aiosmtpd.controller import Controller
 
 from conftest import run_worker
-from helpers import count, csrf_token
+from helpers import count, csrf_token, wait_for_callbacks
 from notifier import login_codes, policy
 from portal.auth import safe_next
 from portal.extensions import db
@@ -33,6 +33,13 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.emails.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=email_policy.default)))
         return "250 OK"
+
+
+@pytest.fixture(autouse=True)
+def settled_callbacks(live):
+    """Wait for the sandbox's delivery callbacks of a test's texts, so none lands in the next test."""
+    yield
+    wait_for_callbacks(live)
 
 
 @pytest.fixture

@@ -23,7 +23,15 @@ from helpers import count, delivery, send_via_api, wait_for_callbacks, wait_fina
 from notifier import queues, reconcile
 from portal.extensions import db
 from portal.models import Delivery
-from provider_stubs import CannedResponseServer, provider_creates, queued_jobs, run_send_job, sms_delivery
+# settle_sandbox is an autouse fixture, so importing it applies it to every test here.
+from provider_stubs import (  # noqa: F401
+    CannedResponseServer,
+    provider_creates,
+    queued_jobs,
+    run_send_job,
+    settle_sandbox,
+    sms_delivery,
+)
 from sandbox.config import normalize_config
 
 DELIVERED_NUMBER = "+15551230001"

@@ -16,7 +16,8 @@ from conftest import run_worker, start_worker_process
 from helpers import bearer, provider_events, send_via_api, wait_for_callbacks
 from notifier import queues
 from notifier.policy import backoff_seconds
-from provider_stubs import (
+# settle_sandbox is an autouse fixture, so importing it applies it to every test here.
+from provider_stubs import (  # noqa: F401
     CannedResponseServer,
     bandwidth_error_body,
     post_bandwidth_event,
@@ -24,6 +25,7 @@ from provider_stubs import (
     post_twilio_status,
     provider_creates,
     run_send_job,
+    settle_sandbox,
     sms_delivery,
     twilio_error_body,
 )

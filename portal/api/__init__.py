@@ -14,4 +14,4 @@ errors.init_app(bp)
 bp.before_request(auth.check_rate_limit)
 
 # Imported last: these modules add their routes to ``bp``.
-from portal.api import clients, messages, openapi, reports  # noqa: E402,F401
+from portal.api import batch, clients, messages, openapi, reports  # noqa: E402,F401

@@ -25,7 +25,7 @@ DEFAULT_RATE_LIMIT = "600 per minute"
 
 
 def token_required(view):
-    """Authenticate the request's bearer token and set ``g.clinic`` and ``g.api_token``; 401 otherwise."""
+    """Authenticate the request's bearer token and set ``g.clinic`` and ``g.api_token_id``, or raise a 401 ApiError."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):

@@ -59,9 +59,13 @@ def http_error(exc):
     status = exc.code or 500
     if status >= 500:
         return _unexpected_error(exc)
-    code, template = HTTP_CODES.get(status, ("invalid_request", exc.description or "The request is invalid."))
-    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-    message = template.format(method=request.method, limit=f"{limit // (1024 * 1024)} MB")
+    if status in HTTP_CODES:
+        code, template = HTTP_CODES[status]
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        size = f"{limit / 1024 / 1024:.1f} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+        message = template.format(method=request.method, limit=size)
+    else:
+        code, message = "invalid_request", exc.description or "The request is invalid."
     headers = {}
     if status == 405 and getattr(exc, "valid_methods", None):
         headers["Allow"] = ", ".join(exc.valid_methods)

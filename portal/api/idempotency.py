@@ -1,7 +1,7 @@
 """``Idempotency-Key`` support: the first response to a request is stored and replayed to its retries.
 
 The key row is inserted in the same transaction as the message, and the unique constraint on
-``(clinic_id, key)`` decides between concurrent duplicates: the second insert waits for the
+``(clinic_id, key)`` decides between concurrent duplicates. The second insert waits for the
 first transaction and then fails, so the second request replays the stored response instead
 of sending again. A request rejected before it sends anything (invalid input, a media URL that
 could not be fetched) stores nothing, so it can be retried with the same key.

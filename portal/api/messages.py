@@ -208,7 +208,7 @@ def _media_urls(value):
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ApiError(400, "invalid_field", "'media_urls' must be a list of https URLs.", "media_urls")
+        raise ApiError(400, "invalid_field", "'media_urls' must be a list of http or https URLs, such as [\"https://files.example.com/rex.jpg\"].", "media_urls")
     for index, url in enumerate(value):
         if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
             raise ApiError(
@@ -221,7 +221,7 @@ def _media_urls(value):
 
 
 def parse_send_at(value):
-    """Return ``value`` (RFC 3339 text with an offset) as aware UTC, None when absent, or raise a 400 ApiError."""
+    """Parse ``value`` (RFC 3339 text with an offset) to aware UTC; return None when absent, raise a 400 ApiError when invalid."""
     if value is None:
         return None
     example = "2026-03-09T09:00:00-04:00 or 2026-03-09T13:00:00Z"
@@ -246,7 +246,10 @@ def parse_send_at(value):
 
 
 def scheduled_time(clinic, requested):
-    """Return when the message goes out (aware UTC), or None to send now: past times mean now, and quiet hours move it later."""
+    """Return the send time (aware UTC), or None to send now.
+
+    A past time means now, and the clinic's quiet hours can move the time later.
+    """
     now = utcnow()
     when = max(requested or now, now)
     try:

@@ -1,4 +1,4 @@
-"""JSON shapes of the API's resources; the OpenAPI document describes the same shapes."""
+"""JSON shapes of the API's resources. The OpenAPI document describes the same shapes."""
 
 from notifier.clients import listed_numbers
 from notifier.explain import staff_message

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from browser.conftest import new_context
 from conftest import STAFF_PASSWORD, run_worker
-from helpers import delivery, send_via_api, wait_final
+from helpers import delivery, send_via_api, wait_final, wait_for_callbacks
 from portal_helpers import png_image, portal_message, wait_for_texts
 
 NUMBER = "+15551230010"
@@ -88,6 +88,7 @@ def test_filtered_text_to_reply_seen_by_staff(browser, live, client, factory, ph
     )
     staff_sees_read = staff_page.get_by_text("Read in the Pet Portal.").first.is_visible()
     desk.close()
+    wait_for_callbacks(live)
 
     assert message_text == ORIGINAL
     assert chat_chip == "Chat notification"

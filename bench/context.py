@@ -1,0 +1,79 @@
+"""What every benchmark gets: the settings, the in-process app, the started processes and the fixtures."""
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench import environment
+from portal.extensions import db
+
+
+@dataclass
+class Run:
+    settings: environment.Settings
+    app: object
+    processes: environment.Processes
+    fixtures: object
+    # Length of each sustained measurement, in seconds; the goals use 60 for the send pipeline.
+    duration: float
+    # Length of each HTTP load run, in seconds.
+    http_seconds: float
+    profile: bool = False
+
+    @property
+    def run_dir(self):
+        return self.settings.run_dir
+
+
+def row_marker():
+    """Return the highest message and delivery ids now, so rows a benchmark adds can be removed after it."""
+    with_ids = db.session.execute(
+        text("SELECT coalesce(max(id), 0) FROM messages UNION ALL SELECT coalesce(max(id), 0) FROM deliveries")
+    ).scalars().all()
+    return tuple(with_ids)
+
+
+def discard_rows_after(marker):
+    """Delete the messages and deliveries (and rows that refer to them) added after ``marker``."""
+    message_id, delivery_id = marker
+    params = {"message": message_id, "delivery": delivery_id}
+    statements = [
+        "DELETE FROM provider_events WHERE delivery_id > :delivery",
+        "DELETE FROM portal_tokens WHERE message_id > :message",
+        "DELETE FROM attachments WHERE message_id > :message",
+        "DELETE FROM deliveries WHERE id > :delivery OR message_id > :message",
+        "DELETE FROM messages WHERE id > :message",
+    ]
+    for statement in statements:
+        db.session.execute(text(statement), params)
+    db.session.commit()
+
+
+def cpu_seconds(pid):
+    """Return the user plus system CPU seconds a process has used, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); index 0 here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds():
+    """Return the busy CPU seconds of the whole machine so far (every core), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value

@@ -1,0 +1,106 @@
+"""Per-sender pacing: no sender number sends more texts in any one second than its configured rate.
+
+Carriers cap how many messages per second one number may send (its throughput class), and
+texts above the cap are queued or dropped by the provider. Each send reserves a slot in a
+sliding-window log kept in Redis, shared by every worker: a slot is granted only when the
+sender's previous ``rate`` slots all lie more than one window back. The window is one second
+plus ``PAWPOST_PACING_MARGIN_MS``, so the jitter between a reservation and the provider
+receiving the request cannot put ``rate + 1`` texts into one second at the provider.
+
+``PAWPOST_SENDER_RATE`` sets the rate of every sender in messages per second (0 turns pacing
+off) and ``PAWPOST_SENDER_RATES`` overrides it per number, as ``+15550001111=10,+15550002222=3``.
+"""
+
+import logging
+import time
+import uuid
+
+import redis
+from flask import current_app
+
+from notifier import queues
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "pawpost:pacing:"
+WINDOW_MS = 1000
+
+# Returns the milliseconds from now to the reserved slot. The Redis clock is the only clock, so
+# workers on different machines agree. KEYS[1]: the sender's log; ARGV: rate, window (ms), member.
+RESERVE_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local slot = now
+if count >= rate then
+  local pivot = redis.call('ZRANGE', KEYS[1], count - rate, count - rate, 'WITHSCORES')
+  slot = math.max(slot, tonumber(pivot[2]) + window)
+end
+if count > 0 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  slot = math.max(slot, tonumber(last[2]))
+end
+redis.call('ZADD', KEYS[1], slot, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], slot - now + window + 1000)
+return slot - now
+"""
+
+
+class InvalidRate(ValueError):
+    """A sender rate setting is not a whole number of messages per second."""
+
+
+def sender_rate(sender_number):
+    """Return the configured messages per second of ``sender_number``, or 0 when it is not paced."""
+    overrides = parse_rates(current_app.config.get("PAWPOST_SENDER_RATES") or "")
+    if sender_number in overrides:
+        return overrides[sender_number]
+    return int(current_app.config.get("PAWPOST_SENDER_RATE") or 0)
+
+
+def parse_rates(text):
+    """Parse ``"+15550001111=10,+15550002222=3"`` into ``{number: rate}``; raise InvalidRate when malformed."""
+    rates = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        number, _, value = item.partition("=")
+        if not number.strip() or not value.strip().isdigit():
+            raise InvalidRate(
+                f"Sender rate {item!r} is invalid. Write each as +15550001111=10 (whole messages per second)."
+            )
+        rates[number.strip()] = int(value)
+    return rates
+
+
+def reserve(sender_number, rate, margin_ms=None):
+    """Reserve the sender's next send slot and return the seconds to wait before sending."""
+    if margin_ms is None:
+        margin_ms = current_app.config.get("PAWPOST_PACING_MARGIN_MS", 25)
+    script = current_app.extensions.get("pawpost_pacing_script")
+    if script is None:
+        script = current_app.extensions["pawpost_pacing_script"] = queues.connection().register_script(RESERVE_SCRIPT)
+    wait_ms = script(keys=[KEY_PREFIX + sender_number], args=[rate, WINDOW_MS + margin_ms, uuid.uuid4().hex])
+    return int(wait_ms) / 1000
+
+
+def wait_for_turn(sender_number):
+    """Block until ``sender_number`` may send one more text; return the seconds waited.
+
+    Senders without a rate return at once. When Redis is unreachable the text goes out unpaced,
+    since holding every text back would be worse than an occasional provider-side queue.
+    """
+    rate = sender_rate(sender_number)
+    if rate <= 0:
+        return 0.0
+    try:
+        wait = reserve(sender_number, rate)
+    except redis.exceptions.RedisError as exc:
+        log.warning("Pacing skipped for one text: Redis is unreachable (%s).", exc)
+        return 0.0
+    # NOTE: the worker sleeps here, so a backlog of one slow sender can occupy every worker and
+    # delay other senders; the wait is at most (workers / rate) seconds.
+    if wait > 0:
+        time.sleep(wait)
+    return wait
