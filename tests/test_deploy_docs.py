@@ -76,11 +76,12 @@ def test_gunicorn_serves_health_in_production(live):
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-def _get_when_up(url, headers, timeout=20):
+def _get_when_up(url, headers, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return requests.get(url, headers=headers, timeout=5)
+            # The first request waits for a worker to boot, which is slow on a busy machine.
+            return requests.get(url, headers=headers, timeout=30)
         except requests.ConnectionError:
             if time.monotonic() > deadline:
                 raise
