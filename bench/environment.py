@@ -161,6 +161,8 @@ class Processes:
     def __init__(self, run_dir):
         self.run_dir = run_dir
         self.started = []
+        # Peak resident memory in KiB of each stopped process and its children, by process name.
+        self.peak_rss = {}
 
     def start(self, name, command, env, cwd=ROOT):
         """Start ``command`` with its output in ``run_dir/name.log``; return the Popen."""
@@ -177,6 +179,8 @@ class Processes:
     def stop(self, process, timeout=15):
         """Stop one started process (its process group, so gunicorn's workers go too)."""
         if process.poll() is None:
+            pids = [process.pid, *child_pids(process.pid)]
+            self.peak_rss[process.bench_name] = max(memory_kib(pid)[1] for pid in pids)
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -232,12 +236,13 @@ def start_web(processes, settings, app_path="wsgi:app", name="web", port=None):
     return process
 
 
-def start_workers(processes, settings, count=None, queues=None):
+def start_workers(processes, settings, count=None, extra_env=None):
     """Start ``count`` Pawpost RQ workers (``flask worker``), each in its own process."""
+    env = {**app_environment(settings), **(extra_env or {})}
     started = []
     for index in range(count or settings.rq_workers):
         command = [sys.executable, "-m", "flask", "worker"]
-        started.append(processes.start(f"worker-{index}", command, app_environment(settings)))
+        started.append(processes.start(f"worker-{index}", command, env))
     return started
 
 

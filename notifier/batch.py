@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 from rq import Queue
-from sqlalchemy import insert
+from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from notifier import queues
 from notifier.sending import store_message
 from portal.extensions import db
 from portal.models import FINAL_RANK, Client, Delivery, Message, utcnow
+from portal.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +53,15 @@ def store_batch(clinic, items, source="api", send_at=None):
     Returns a StoredText per item, in order.
     """
     clients = _clients_by_number(clinic, sorted({item.to for item in items}))
-    now = utcnow()
     bulk = [(index, item) for index, item in enumerate(items) if not clients[item.to].needs_notifications]
     stored = [None] * len(items)
 
-    message_rows = [
-        {
-            "clinic_id": clinic.id,
-            "client_id": clients[item.to].id,
-            "direction": "outbound",
-            "body": item.body,
-            "source": source,
-            "send_at": send_at,
-            "created_at": now,
-        }
-        for _index, item in bulk
-    ]
-    message_ids = _insert_returning_ids(Message, message_rows)
-    delivery_rows = []
-    for message_id in message_ids:
-        delivery_rows.append(
-            {
-                "message_id": message_id,
-                "channel": "sms",
-                "provider": clinic.provider,
-                "max_attempts": current_app.config["PAWPOST_SMS_MAX_ATTEMPTS"],
-                "next_attempt_at": send_at,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        delivery_rows.append(
-            {
-                "message_id": message_id,
-                "channel": "portal",
-                "status": "delivered",
-                "status_rank": FINAL_RANK,
-                "final_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    delivery_ids = _insert_returning_ids(Delivery, delivery_rows)
+    client_ids = [clients[item.to].id for _index, item in bulk]
+    bodies = [item.body for _index, item in bulk]
+    insert_rows = _insert_postgresql if db.session.get_bind().dialect.name == "postgresql" else _insert_orm
+    message_ids, sms_ids = insert_rows(clinic, client_ids, bodies, source, send_at, utcnow())
     for position, (index, item) in enumerate(bulk):
-        stored[index] = StoredText(message_ids[position], clients[item.to].id, item.to, delivery_ids[2 * position])
+        stored[index] = StoredText(message_ids[position], client_ids[position], item.to, sms_ids[position])
 
     for index, item in enumerate(items):
         if stored[index] is None:
@@ -136,11 +102,85 @@ def _select_clients(clinic, numbers):
     return {number: _ClientRef(client_id, bool(email or push)) for number, client_id, email, push in rows}
 
 
-def _insert_returning_ids(model, rows):
-    if not rows:
-        return []
-    result = db.session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+def _insert_postgresql(clinic, client_ids, bodies, source, send_at, now):
+    """Insert the messages, SMS deliveries and portal copies with one statement each; return their ids.
+
+    Each statement reads its rows from arrays (``unnest``), so its text stays small whatever the
+    batch size, and the ids are drawn from the sequences first so they pair with the inputs.
+    """
+    count = len(client_ids)
+    if not count:
+        return [], []
+    message_ids = _next_ids("messages", count)
+    delivery_ids = _next_ids("deliveries", 2 * count)
+    times = [bindparam("now", type_=UTCDateTime()), bindparam("send_at", type_=UTCDateTime())]
+    values = {"now": now, "send_at": send_at, "clinic": clinic.id, "source": source}
+    db.session.execute(
+        text(
+            "INSERT INTO messages (id, clinic_id, client_id, direction, body, source, send_at, created_at) "
+            "SELECT id, :clinic, client_id, 'outbound', body, :source, :send_at, :now "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:client_ids AS integer[]), CAST(:bodies AS text[])) "
+            "AS rows (id, client_id, body)"
+        ).bindparams(*times),
+        {**values, "ids": message_ids, "client_ids": client_ids, "bodies": bodies},
+    )
+    db.session.execute(
+        text(
+            "INSERT INTO deliveries (id, message_id, channel, status, status_rank, provider, attempts, max_attempts, "
+            "next_attempt_at, chat_notification, final_at, created_at, updated_at) "
+            "SELECT id, message_id, channel, status, status_rank, provider, 0, max_attempts, next_attempt_at, false, "
+            "final_at, :now, :now FROM ("
+            "  SELECT id, message_id, 'sms' AS channel, 'queued' AS status, 0 AS status_rank, "
+            "         CAST(:provider AS varchar) AS provider, :max_attempts AS max_attempts, "
+            "         :send_at AS next_attempt_at, CAST(NULL AS timestamp) AS final_at "
+            "  FROM unnest(CAST(:sms_ids AS integer[]), CAST(:message_ids AS integer[])) AS sms (id, message_id) "
+            "  UNION ALL "
+            "  SELECT id, message_id, 'portal', 'delivered', :final_rank, NULL, 1, NULL, :now "
+            "  FROM unnest(CAST(:portal_ids AS integer[]), CAST(:message_ids AS integer[])) AS portal (id, message_id)"
+            ") AS rows"
+        ).bindparams(*times),
+        {
+            **values,
+            "sms_ids": delivery_ids[:count],
+            "portal_ids": delivery_ids[count:],
+            "message_ids": message_ids,
+            "provider": clinic.provider,
+            "max_attempts": current_app.config["PAWPOST_SMS_MAX_ATTEMPTS"],
+            "final_rank": FINAL_RANK,
+        },
+    )
+    return message_ids, delivery_ids[:count]
+
+
+def _next_ids(table, count):
+    return db.session.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+        {"table": table, "count": count},
+    ).scalars().all()
+
+
+def _insert_orm(clinic, client_ids, bodies, source, send_at, now):
+    """Insert the rows through the ORM, for databases other than PostgreSQL (SQLite in development)."""
+    messages = [
+        Message(clinic_id=clinic.id, client_id=client_id, body=body, source=source, send_at=send_at, created_at=now)
+        for client_id, body in zip(client_ids, bodies, strict=True)
+    ]
+    db.session.add_all(messages)
+    db.session.flush()
+    sms = [
+        Delivery(
+            message_id=message.id, channel="sms", provider=clinic.provider, next_attempt_at=send_at,
+            max_attempts=current_app.config["PAWPOST_SMS_MAX_ATTEMPTS"], created_at=now, updated_at=now,
+        )
+        for message in messages
+    ]
+    portal = [
+        Delivery(message_id=message.id, channel="portal", status="delivered", status_rank=FINAL_RANK, final_at=now)
+        for message in messages
+    ]
+    db.session.add_all([*sms, *portal])
+    db.session.flush()
+    return [message.id for message in messages], [delivery.id for delivery in sms]
 
 
 def enqueue_batch(stored, at=None):

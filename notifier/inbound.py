@@ -95,7 +95,7 @@ def act_on_keyword(message):
     if clinic.provider_handles_keywords or message.keyword not in ("opt_out", "opt_in", "help"):
         return None
     if message.keyword == "opt_in" and not was_opted_out:
-        # YES is also the everyday answer to "Reply YES to confirm", so only a real opt-in is confirmed.
+        # YES is also the everyday reply to "Reply YES to confirm", so only a real opt-in is confirmed.
         return None
     text = {"opt_out": OPT_OUT_REPLY, "opt_in": OPT_IN_REPLY}.get(message.keyword, "").format(clinic=clinic.name)
     return send_message(client, text or clinic.help_reply, source="keyword")

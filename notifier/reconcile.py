@@ -82,7 +82,7 @@ def _recover(delivery):
     since = delivery.claimed_at - timedelta(seconds=5)
     body = message.body if delivery.channel == "sms" else None
     found = _adapter(clinic).find_sent(
-        message.client.mobile_number, clinic.sender_number, since, body, exclude=_known_provider_ids(message.client_id)
+        message.client.mobile_number, clinic.sender_number, since, body, exclude=_known_provider_ids(delivery)
     )
     if found is None:
         moved = db.session.execute(
@@ -110,22 +110,24 @@ def _recover(delivery):
     return 1
 
 
-def _known_provider_ids(client_id):
-    """Return the provider ids of every text Pawpost already tied to a delivery to this client.
+def _known_provider_ids(delivery):
+    """Return the provider ids of the client's other texts, which the interrupted send is not.
 
-    The look-up window starts before the claim, so it can hold the client's other texts: the
-    original of a pointer text, or the failed attempt before a retry. None of them is the
-    interrupted one.
+    The look-up window starts before the claim, so it can include the original of a pointer
+    text, another message to the same client, or this delivery's failed attempt before a retry.
     """
-    deliveries = db.select(Delivery.id).join(Message, Delivery.message_id == Message.id).where(
-        Message.client_id == client_id
+    others = db.select(Delivery.id).join(Message, Delivery.message_id == Message.id).where(
+        Message.client_id == delivery.message.client_id, Delivery.id != delivery.id
     )
     current = db.select(Delivery.provider_message_id).where(
-        Delivery.id.in_(deliveries), Delivery.provider_message_id.is_not(None)
+        Delivery.id.in_(others), Delivery.provider_message_id.is_not(None)
     )
-    # A retry clears the failed attempt's id from the delivery; the event log still has it.
+    # A retry clears the failed attempt's id from the delivery, but the event log keeps it. An
+    # event logged after this attempt's claim may be this attempt's own, so it is not excluded.
     logged = db.select(ProviderEvent.provider_message_id).where(
-        ProviderEvent.delivery_id.in_(deliveries), ProviderEvent.provider_message_id.is_not(None)
+        ProviderEvent.provider_message_id.is_not(None),
+        ProviderEvent.delivery_id.in_(others)
+        | ((ProviderEvent.delivery_id == delivery.id) & (ProviderEvent.received_at < delivery.claimed_at)),
     )
     return frozenset(db.session.execute(current.union(logged)).scalars())
 

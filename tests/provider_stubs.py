@@ -49,7 +49,9 @@ class CannedResponseServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def _handler_class(self):
         stub = self
@@ -116,7 +118,9 @@ def post_twilio_status(client, app, row, status, error_code=None, attempt=None):
     if error_code is not None:
         params["ErrorCode"] = str(error_code)
         params["ErrorMessage"] = "Stub failure"
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(app.config["PAWPOST_BASE_URL"] + path, params)
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+        app.config["PAWPOST_BASE_URL"] + path, params
+    )
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
@@ -194,11 +198,6 @@ def run_send_job(app, message_id, channel="sms"):
 def queued_jobs():
     """Return how many jobs wait in Pawpost's queues, now or scheduled for later."""
     return sum(
-        queues.queue(name).count + queues.queue(name).scheduled_job_registry.count for name in queues.QUEUE_ORDER
+        queues.queue(name).count + queues.queue(name).scheduled_job_registry.count
+        for name in queues.QUEUE_ORDER
     )
-
-
-def reload(row):
-    """Return ``row`` as stored now."""
-    db.session.rollback()
-    return db.session.get(Delivery, row.id)

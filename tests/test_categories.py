@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 from helpers import bearer, send_via_api, wait_for_callbacks
 from notifier import queues
 from portal.models import utcnow
+
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
     CannedResponseServer,
@@ -236,10 +237,13 @@ def test_callback_error_category(client, live, factory, retries_wait, case):
 
 
 def unmapped_records(caplog, code):
+    """Return the log records that ask for ``code`` to be mapped."""
     return [
         record
         for record in caplog.records
-        if record.name == "notifier.classify" and record.getMessage().startswith(f"Unmapped ") and f" {code};" in record.getMessage()
+        if record.name == "notifier.classify"
+        and record.getMessage().startswith("Unmapped ")
+        and f" {code};" in record.getMessage()
     ]
 
 
@@ -280,7 +284,9 @@ def clinic_setup_count(provider, code):
 
 CLINIC_SETUP_CASES = [
     pytest.param("create", Case("twilio", "clinic_setup", "21606"), id="create-twilio"),
-    pytest.param("create", Case("bandwidth", "clinic_setup", "http-403", http_status=403), id="create-bandwidth"),
+    pytest.param(
+        "create", Case("bandwidth", "clinic_setup", "http-403", http_status=403), id="create-bandwidth"
+    ),
     pytest.param("callback", Case("twilio", "clinic_setup", "30032"), id="callback-twilio"),
     pytest.param("callback", Case("bandwidth", "clinic_setup", "4795"), id="callback-bandwidth"),
 ]

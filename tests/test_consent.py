@@ -16,6 +16,7 @@ from notifier.inbound import OPT_IN_REPLY, OPT_OUT_REPLY
 from notifier.keywords import match
 from portal.extensions import db
 from portal.models import Consent, Message, PhoneLine
+
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
     provider_creates,
@@ -102,7 +103,9 @@ def received(live, phone):
 def consent(clinic, number):
     db.session.rollback()
     return db.session.execute(
-        db.select(Consent).where(Consent.sender_number == clinic.sender_number, Consent.client_number == number)
+        db.select(Consent).where(
+            Consent.sender_number == clinic.sender_number, Consent.client_number == number
+        )
     ).scalar_one_or_none()
 
 
@@ -120,7 +123,8 @@ def sign_in_staff(client, factory, clinic):
     user = factory.staff(clinic)
     page = client.get("/admin/login")
     response = client.post(
-        "/admin/login", data={"email": user.email, "password": STAFF_PASSWORD, "csrf_token": csrf_token(page.data)}
+        "/admin/login",
+        data={"email": user.email, "password": STAFF_PASSWORD, "csrf_token": csrf_token(page.data)},
     )
     assert response.status_code == 302
 

@@ -14,6 +14,7 @@ from conftest import STAFF_PASSWORD, run_worker
 from helpers import count, csrf_token, provider_events, send_via_api
 from portal.extensions import db
 from portal.models import Attachment, Client, Message, PortalToken
+
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
     bandwidth_event,
@@ -72,9 +73,13 @@ def test_mms_attachments_stored(client, live, factory, provider):
     originals = [provider_file(live, clinic, a.source_url) for a in message.attachments]
     run_worker(live.app)
     db.session.rollback()
-    attachments = db.session.execute(
-        db.select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.position)
-    ).scalars().all()
+    attachments = (
+        db.session.execute(
+            db.select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.position)
+        )
+        .scalars()
+        .all()
+    )
     media_dir = Path(live.app.config["PAWPOST_MEDIA_DIR"])
     stored = [(media_dir / a.storage_key).read_bytes() for a in attachments]
     served = [client.get(f"/admin/attachments/{a.id}") for a in attachments]

@@ -5,6 +5,7 @@ import socket
 from datetime import timedelta
 from email import message_from_bytes
 from email import policy as email_policy
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -17,7 +18,7 @@ from notifier import login_codes, policy
 from portal.auth import safe_next
 from portal.extensions import db
 from portal.models import LoginCode, utcnow
-from portal_helpers import code_from_text, page_token, received_texts, wait_for_texts
+from portal_helpers import code_from_text, page_token, wait_for_texts
 
 MOBILE = "+15551230001"
 EMAIL = "pat@example.com"
@@ -362,8 +363,6 @@ def test_client_rate_limit(client, live, parent, smtp):
     ids=["path", "scheme_relative", "encoded_slashes", "javascript", "absolute"],
 )
 def test_code_sign_in_next(client, live, parent, next_path, expected):
-    from urllib.parse import quote
-
     request_code(client, MOBILE, next_path=quote(next_path, safe=""))
     run_worker(live.app)
 

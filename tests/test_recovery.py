@@ -3,8 +3,11 @@
 A real ``flask worker`` process sends through ``SilentProvider``, a loopback server that reads
 the create request and never responds. The test kills the worker with SIGKILL while it waits,
 then runs the reconciler against the sandbox. In one case the silent server drops the request,
-so the provider never had the text; in the other it first passes the request on to the sandbox,
+so the provider never had the text. In the other it first passes the request on to the sandbox,
 so the provider has the text although Pawpost never saw the response.
+
+A send that times out leaves the same ``sending`` row as a killed worker, so the cases for each
+provider and for pointer texts and retries use a short send timeout in the test process instead.
 """
 
 import http.client
@@ -21,11 +24,12 @@ from rq.job import Job, JobStatus
 from conftest import run_worker, start_worker_process, wait_for
 from helpers import count, delivery, send_via_api, wait_for_callbacks, wait_final
 from notifier import queues, reconcile
-from portal.extensions import db
 from portal.models import Delivery
+
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
     CannedResponseServer,
+    post_failure,
     provider_creates,
     queued_jobs,
     run_send_job,
@@ -58,7 +62,9 @@ class SilentProvider:
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def _handler_class(self):
         silent = self
@@ -140,7 +146,8 @@ def kill_worker_mid_send(live, monkeypatch, silent, message_id, channel="sms"):
         return delivery(message_id, channel).status == "sending"
 
     try:
-        wait_for(delivery_is_sending)
+        # A new process imports both SDKs and the app first, which takes seconds on a busy machine.
+        wait_for(delivery_is_sending, timeout=30)
         wait_for(silent.received.is_set)
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -161,16 +168,12 @@ def slow_callbacks(live):
 
 
 def time_out_send(live, monkeypatch, silent, message_id, channel="sms"):
-    """Run one send job through ``silent`` with a short timeout; return the job's outcome."""
+    """Run one send job through ``silent`` with a short timeout, and return the job's outcome."""
     monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", silent.url)
-    monkeypatch.setitem(live.app.config, "PAWPOST_SEND_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setitem(live.app.config, "PAWPOST_SEND_TIMEOUT_SECONDS", 0.2)
     outcome = run_send_job(live.app, message_id, channel)
     monkeypatch.setitem(live.app.config, "PAWPOST_SANDBOX_URL", live.sandbox_url)
     return outcome
-
-
-# A killed worker leaves the same row as a timed-out send: ``sending``, with no provider response.
-# One real kill per case shows that, and the faster timeout covers each provider.
 
 
 def test_killed_before_provider_resends(client, live, factory, monkeypatch, silent_provider):
@@ -274,6 +277,27 @@ def test_timeout_pointer_no_resend(client, live, factory, monkeypatch, silent_pr
     assert pointer.status == "accepted"
     assert provider_ids[1] == pointer.provider_message_id
     assert not next_send_job_exists(pointer)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_timeout_retry_not_taken_for_first(client, live, factory, monkeypatch, silent_provider, provider):
+    clinic = factory.clinic(provider)
+    message_id = send_via_api(client, factory.api_token(clinic), NO_RECEIPT_NUMBER)
+    run_send_job(live.app, message_id)
+    wait_for_callbacks(live)
+    post_failure(client, live.app, sms_delivery(message_id), "30017" if provider == "twilio" else "4780")
+    silent = silent_provider()
+
+    # The retry times out before the provider has it; the first attempt's text is still listed.
+    time_out_send(live, monkeypatch, silent, message_id)
+    recovered = recover_now(live, monkeypatch)
+    row = sms_delivery(message_id)
+
+    assert recovered == 1
+    assert row.attempts == 2
+    assert row.status == "queued"
+    assert row.provider_message_id is None
+    assert next_send_job_exists(row)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

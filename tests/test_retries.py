@@ -16,6 +16,7 @@ from conftest import run_worker, start_worker_process
 from helpers import bearer, provider_events, send_via_api, wait_for_callbacks
 from notifier import queues
 from notifier.policy import backoff_seconds
+
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
     CannedResponseServer,
@@ -248,8 +249,14 @@ def test_permanent_failure_not_retried(client, live, factory, provider, code):
     ("code", "expected"),
     [
         # 30035: the 10DLC number is still being configured, so the retry rule is "later".
-        ("30035", "The clinic's sending setup has a problem (registration, verification, account). Retrying automatically (attempt 2 of 4)."),
-        ("39996", "The provider reported error 39996, which Pawpost does not recognise yet. Retrying once automatically (attempt 2 of 2)."),
+        (
+            "30035",
+            "The clinic's sending setup has a problem (registration, verification, account). Retrying automatically (attempt 2 of 4).",
+        ),
+        (
+            "39996",
+            "The provider reported error 39996, which Pawpost does not recognise yet. Retrying once automatically (attempt 2 of 2).",
+        ),
     ],
 )
 def test_retry_text_matches_rule(client, live, factory, monkeypatch, code, expected):
@@ -289,7 +296,9 @@ def test_duplicate_job_one_create(client, live, factory):
     message_id = send_via_api(client, factory.api_token(clinic), DELIVERED_NUMBER)
     row = sms_delivery(message_id)
     # A second job for the same delivery, as when the reconciler and the API both queue it.
-    queues.queue("sms").enqueue("notifier.jobs.send_text", row.id, job_id=f"duplicate-{row.id}", result_ttl=600)
+    queues.queue("sms").enqueue(
+        "notifier.jobs.send_text", row.id, job_id=f"duplicate-{row.id}", result_ttl=600
+    )
 
     workers = [start_worker_process(live.app) for _ in range(2)]
     exit_codes = [worker.wait(30) for worker in workers]

@@ -85,12 +85,12 @@ class TwilioProvider:
         """Return ``(sid, status, error_code)`` of a message Twilio took since ``since``, or None.
 
         Twilio keeps the body, so a match needs the same body, sender and recipient, and a SID not
-        in ``exclude``. A pointer text's body holds a one-time link that cannot be rebuilt, so with
+        in ``exclude``. A pointer text's body contains a one-time link that cannot be rebuilt, so with
         ``body`` None the first other message from ``sender`` to ``to`` matches, as on Bandwidth.
         """
         try:
-            # No DateSent filter: a message Twilio still holds in its queue has no date_sent yet
-            # and would be missed, so creation time is checked below instead.
+            # No DateSent filter: a message still queued at Twilio has no date_sent yet and would
+            # be missed, so creation time is checked below instead.
             found = self.client.messages.list(to=to, from_=sender, limit=50)
         except TwilioException as exc:
             raise ProviderError(getattr(exc, "code", None) or "http-unknown", getattr(exc, "status", None)) from exc

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
+# NOTE: key rows never expire because nothing prunes idempotency_keys yet, so a key
+# stays bound to its first request for good.
 
 
 def key_from_request():

@@ -177,9 +177,8 @@ def test_page_axe(measurements, name):
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_page_weight(measurements, name, record_property):
+def test_page_weight(measurements, name):
     total = sum(measurements[name].asset_bytes.values())
-    record_property("page_bytes", total)
 
     assert total < MAX_PAGE_BYTES, measurements[name].asset_bytes
 

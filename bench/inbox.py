@@ -1,0 +1,83 @@
+"""Pet Portal pages for a signed-in pet parent, with the seeded millions of messages in the database.
+
+The pet parent has a client record at 20 clinics, so ``/inbox`` shows 20 threads, each with its
+newest message, and the first thread holds 20 messages. The baseline is Pawpost's own home page
+for a signed-out visitor: a template rendered by the same app and server without database work.
+"""
+
+import re
+
+import requests
+from flask_login import login_user
+
+from bench import load, seed
+from bench.results import Figure
+from portal.extensions import db
+from portal.models import Client
+
+CONNECTIONS = 32
+USER_AGENT = "pawpost-bench/1.0"
+
+
+def session_cookie(app, client_id):
+    """Return the session cookie value of ``client_id`` signed in, as the app would set it.
+
+    Flask-Login's strong session protection ties a session to the address and User-Agent it
+    was made for, so it is made here for 127.0.0.1 and the User-Agent wrk sends.
+    """
+    with app.test_request_context("/", environ_base={"REMOTE_ADDR": "127.0.0.1"}, headers={"User-Agent": USER_AGENT}):
+        from flask import session
+
+        login_user(db.session.get(Client, client_id))
+        serializer = app.session_interface.get_signing_serializer(app)
+        return serializer.dumps(dict(session))
+
+
+def check_page(url, cookie, expected_pattern, expected_count):
+    """Fetch one page as wrk will and raise RuntimeError unless it shows ``expected_count`` matches."""
+    response = requests.get(url, headers={"Cookie": f"session={cookie}", "User-Agent": USER_AGENT}, timeout=30, allow_redirects=False)
+    found = len(re.findall(expected_pattern, response.text))
+    if response.status_code != 200 or found != expected_count:
+        raise RuntimeError(f"{url} returned {response.status_code} with {found} of {expected_count} expected items.")
+    return len(response.content)
+
+
+def run_benchmark(run, web):
+    settings = run.settings
+    with run.app.app_context():
+        cookie = session_cookie(run.app, run.fixtures.inbox_client_id)
+    headers = (f"Cookie: session={cookie}", f"User-Agent: {USER_AGENT}")
+    inbox_url = f"{settings.web_url}/inbox"
+    thread_url = f"{settings.web_url}/inbox/threads/{run.fixtures.thread_client_id}"
+    inbox_bytes = check_page(inbox_url, cookie, r'class="thread-name"', seed.INBOX_THREADS)
+    check_page(thread_url, cookie, r'id="message-\d+"', seed.THREAD_MESSAGES)
+
+    baseline = load.run_wrk(f"{settings.web_url}/", run.http_seconds, CONNECTIONS, script_args=(f"User-Agent: {USER_AGENT}",))
+    inbox = load.run_wrk(inbox_url, run.http_seconds, CONNECTIONS, script_args=headers)
+    thread = load.run_wrk(thread_url, run.http_seconds, CONNECTIONS, script_args=headers)
+
+    figures = []
+    for name, result in ((f"portal inbox, {seed.INBOX_THREADS} threads", inbox), (f"portal thread, {seed.THREAD_MESSAGES} messages", thread)):
+        figures.append(
+            Figure(
+                name=f"{name}, {CONNECTIONS} connections",
+                value=result.rate,
+                unit="req/s",
+                goal=(">=", 1000),
+                baseline=baseline.rate,
+                baseline_name="req/s of the signed-out home page",
+                ratio_goal=0.4,
+                detail=f"{result.errors} errors" + (f", page {inbox_bytes} bytes" if result is inbox else ""),
+                extra={"result": result.__dict__, "baseline": baseline.__dict__},
+            )
+        )
+        figures.append(
+            Figure(
+                name=f"{name} p95",
+                value=result.p95_ms,
+                unit="ms",
+                goal=("<=", 20),
+                detail=f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; baseline p95 {baseline.p95_ms:.1f} ms",
+            )
+        )
+    return figures
