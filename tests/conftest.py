@@ -147,6 +147,15 @@ def _migrate_fresh(app):
         upgrade()
 
 
+def _let_callbacks_finish(live, timeout=15.0):
+    """Wait for the previous test's sandbox callbacks, so none lands while the tables are emptied."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(delivery.callbacks_finished for delivery in live.carrier.all_deliveries()):
+            return
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def app(live):
     """Return the live app with empty tables, an empty Redis and a reset sandbox."""
@@ -158,6 +167,7 @@ def app(live):
 
 def reset_state(live):
     """Empty the tables and Redis and reset the sandbox, so a test starts from nothing."""
+    _let_callbacks_finish(live)
     with live.app.app_context():
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
