@@ -33,7 +33,7 @@ NOTIFICATION_BODY = "You have a new message. Tap to read it in your Pet Portal."
 TTL_SECONDS = 24 * 3600
 MAX_ENDPOINT_CHARS = 1000
 # An estimate well above the devices one person uses. Past it, the oldest subscription makes room.
-MAX_SUBSCRIPTIONS_PER_CLIENT = 10
+MAX_SUBSCRIPTIONS_PER_PERSON = 10
 # Development and test servers may also push over plain HTTP to a stand-in on these hosts.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 GONE_STATUSES = (404, 410)
@@ -196,7 +196,7 @@ def _make_room(client):
         db.select(PushSubscription.id)
         .where(PushSubscription.client_id.in_(person_client_ids(client)))
         .order_by(PushSubscription.created_at.desc(), PushSubscription.id.desc())
-        .offset(MAX_SUBSCRIPTIONS_PER_CLIENT - 1)
+        .offset(MAX_SUBSCRIPTIONS_PER_PERSON - 1)
     ).scalars().all()
     if rows:
         db.session.execute(

@@ -48,8 +48,6 @@ def enqueue_send(delivery, at=None):
     The delivery row is already committed, so a failed enqueue loses nothing: the reconciler
     queues it again once Redis is reachable.
     """
-    # NOTE: the reconciler repairs only SMS and pointer deliveries so far, so an email or push
-    # delivery whose enqueue fails stays queued until it covers those channels too.
     name = _send_queue(delivery)
     job = SEND_JOBS[delivery.channel]
     options = {

@@ -16,6 +16,8 @@ from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, Message, Provider
 
 log = logging.getLogger(__name__)
 
+# Channels whose deliveries are sent by a queued job, and so can lose it.
+QUEUED_CHANNELS = (*SMS_CHANNELS, "email", "push")
 LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
@@ -23,7 +25,7 @@ def run_all():
     """Run every repair once; return how many deliveries each one touched."""
     return {
         "requeued": requeue_stalled(),
-        "recovered": recover_interrupted_sends(),
+        "recovered": recover_interrupted_sends() + requeue_interrupted_notifications(),
         "resolved": resolve_missing_receipts(),
     }
 
@@ -36,7 +38,7 @@ def requeue_stalled(older_than_seconds=60, limit=500):
         db.select(Delivery)
         .where(
             Delivery.status == "queued",
-            Delivery.channel.in_(SMS_CHANNELS),
+            Delivery.channel.in_(QUEUED_CHANNELS),
             Delivery.updated_at < cutoff,
             (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
         )
@@ -130,6 +132,36 @@ def _known_provider_ids(delivery):
         | ((ProviderEvent.delivery_id == delivery.id) & (ProviderEvent.received_at < delivery.claimed_at)),
     )
     return frozenset(db.session.execute(current.union(logged)).scalars())
+
+
+def requeue_interrupted_notifications(limit=100):
+    """Queue again email and push sends whose worker stopped mid-send.
+
+    Neither channel can be looked up after the fact, so a send interrupted after the mail
+    server or push service took it may arrive twice; losing it would be worse.
+    """
+    cutoff = utcnow() - timedelta(seconds=current_app.config["PAWPOST_STUCK_SENDING_SECONDS"])
+    stuck = db.session.execute(
+        db.select(Delivery)
+        .where(Delivery.status == "sending", Delivery.claimed_at < cutoff, Delivery.channel.in_(("email", "push")))
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).scalars().all()
+    count = 0
+    for delivery in stuck:
+        moved = db.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == "sending", Delivery.attempts == delivery.attempts)
+            .values(status="queued", status_rank=STATUS_RANK["queued"], updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
+        db.session.commit()
+        if moved:
+            db.session.refresh(delivery)
+            queues.enqueue_send(delivery)
+            log.info("Interrupted %s delivery %s queued again.", delivery.channel, delivery.id)
+            count += 1
+    return count
 
 
 def resolve_missing_receipts(limit=200):

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from notifier.queues import QUEUE_ORDER
 from portal import demo
 
 log = logging.getLogger(__name__)
@@ -20,15 +21,27 @@ def init_app(app):
 
 @click.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option(
+    "--queues",
+    "queue_names",
+    default=",".join(QUEUE_ORDER),
+    show_default=True,
+    help="Comma-separated queues to read, in priority order.",
+)
 @click.option("--reconcile-every", default=30, show_default=True, help="Seconds between reconciler passes; 0 turns it off.")
-def worker(burst, reconcile_every):
-    """Run an RQ worker on the signin, fallback, sms and default queues, in that priority order."""
+def worker(burst, reconcile_every, queue_names):
+    """Run an RQ worker on the given queues, by default all of them in priority order."""
     from notifier.worker import build_worker, start_reconciler
 
+    names = [name.strip() for name in queue_names.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUEUE_ORDER))
+    if unknown or not names:
+        named = ", ".join(unknown) or "no queue"
+        raise click.BadParameter(f"--queues names {named} unknown; use some of {', '.join(QUEUE_ORDER)}.")
     app = current_app._get_current_object()
     if reconcile_every and not burst:
         start_reconciler(app, reconcile_every)
-    build_worker(app).work(burst=burst, with_scheduler=True)
+    build_worker(app, names).work(burst=burst, with_scheduler=True)
 
 
 @click.command()
