@@ -26,11 +26,13 @@ PHOTO_MAX_BYTES = media.MAX_MEDIA_BYTES
 REPLY_FORM_OVERHEAD_BYTES = 64 * 1024
 THREAD_PAGE_SIZE = 50
 
+
 @bp.after_request
 def private_pages(response):
-    # Links carry sign-in tokens, so pages must not leak them to other sites or caches.
+    # Links carry sign-in tokens, so pages must not leak them to other sites or caches. The
+    # referrer still goes to Pawpost itself: over HTTPS, Flask-WTF rejects a form POST without one.
     # The app-wide Content-Security-Policy and nosniff headers come from portal.security.
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Robots-Tag"] = "noindex"
     if request.endpoint != "portal.attachment":
         response.headers["Cache-Control"] = "no-store"

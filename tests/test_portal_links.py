@@ -249,7 +249,7 @@ def test_portal_private_headers(client, pet_parent, path):
         open_link(client, raw)
         response = client.get(f"/inbox/messages/{message_id}")
 
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["Cache-Control"] == "no-store"
 
 

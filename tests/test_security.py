@@ -247,3 +247,26 @@ def test_logs_carry_no_numbers_or_bodies(client, live, factory):
     assert collector.lines
     assert "5551230" not in text
     assert "Biscuit" not in text
+
+
+def test_pointer_confirm_works_over_https(live, factory):
+    """Over HTTPS, Flask-WTF needs a same-origin Referer on the confirm POST; the page's policy allows it."""
+    from notifier.sending import send_message
+    from portal.models import PortalToken
+
+    config = {key: live.app.config[key] for key in ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "REDIS_URL")}
+    app = create_app({**config, "PAWPOST_ENV": "test", "PAWPOST_BASE_URL": "https://pawpost.example.com"})
+    clinic = factory.clinic("bandwidth")
+    pet_parent = factory.client(clinic, "+15551230001")
+    message = send_message(pet_parent, "Rex is ready.", source="api")
+    row, raw = PortalToken.issue(pet_parent.id, message.id, "pointer", days=1)
+    db.session.add(row)
+    db.session.commit()
+    browser = app.test_client()
+    link = f"https://pawpost.example.com/p/{raw}"
+
+    page = browser.get(link)
+    response = browser.post(link, data={"csrf_token": csrf_of(page)}, headers={"Referer": link})
+
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert response.status_code == 302
