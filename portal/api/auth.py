@@ -13,7 +13,8 @@ from limits import parse as parse_limit
 from sqlalchemy import or_, update
 
 from portal.api.errors import ApiError
-from portal.extensions import db, limiter
+from portal.extensions import db
+from portal.ratelimit import current_limiter
 from portal.models import ApiToken, utcnow
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,10 @@ def check_rate_limit():
     raw = _bearer_value(request.headers.get("Authorization", ""))
     key = "token:" + hashlib.sha256(raw.encode()).hexdigest()[:32] if raw else "address:" + (request.remote_addr or "")
     try:
-        allowed = limiter.limiter.hit(limit, "api", key)
-        if allowed:
+        counter = current_limiter()
+        if counter.hit(limit, "api", key):
             return
-        reset = limiter.limiter.get_window_stats(limit, "api", key).reset_time
+        reset = counter.get_window_stats(limit, "api", key).reset_time
     except redis.exceptions.RedisError as exc:
         log.warning("API rate limit not checked: Redis is unreachable (%s).", exc)
         return
