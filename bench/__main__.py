@@ -161,7 +161,7 @@ def main(argv=None):
         fallback.PROBES = 5
         batch_api.CALLS = 2
         dashboard.TILE_RUNS, dashboard.SCAN_RUNS = 2, 1
-        pacing.FAST_RATE, pacing.SLOW_RATE = 10, 5
+        pacing.FAST_RATE, pacing.SLOW_RATE, pacing.MIN_SECONDS = 10, 5, 2
     facts = machine()
     processes = environment.Processes(settings.run_dir)
     try:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import redis
 import requests
+from rq import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_SECRET = "bench-only-secret-key-not-for-production"
@@ -239,10 +240,19 @@ def start_web(processes, settings, app_path="wsgi:app", name="web", port=None):
 def start_workers(processes, settings, count=None, extra_env=None):
     """Start ``count`` Pawpost RQ workers (``flask worker``), each in its own process."""
     env = {**app_environment(settings), **(extra_env or {})}
+    connection = redis.Redis.from_url(settings.redis_url)
+    already = Worker.count(connection=connection)
     started = []
     for index in range(count or settings.rq_workers):
         command = [sys.executable, "-m", "flask", "worker"]
         started.append(processes.start(f"worker-{index}", command, env))
+    # A worker registers in Redis once it is ready to take jobs.
+    deadline = time.monotonic() + 90
+    while Worker.count(connection=connection) < already + len(started):
+        exited = [process for process in started if process.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            raise RuntimeError("Pawpost workers did not start; see the worker logs in the run folder.")
+        time.sleep(0.2)
     return started
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from bench import environment
 from bench.context import discard_rows_after, row_marker, wait_until
 from bench.results import Figure
-from bench.texts import sent_texts, twilio_callback
+from bench.texts import sent_texts, twilio_callback, warm_up
 from portal.extensions import db
 
 PROBES = 40
@@ -155,7 +155,7 @@ def run_benchmark(run, web):
     workers = environment.start_workers(run.processes, settings)
     figures = []
     try:
-        time.sleep(3)
+        warm_up(run)
         for label, burst, goal in (("idle", False, 50), (f"{BURST_RATE} texts/s burst", True, 1000)):
             result = measure(run, burst)
             latencies = result["latencies"]

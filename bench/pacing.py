@@ -11,12 +11,15 @@ import time
 from bench import environment
 from bench.context import discard_rows_after, row_marker, wait_until
 from bench.results import Figure
+from bench.texts import warm_up
 from notifier import batch
 from portal.extensions import db
 from portal.models import Clinic
 
 FAST_RATE = 20
 SLOW_RATE = 5
+# Each scenario's backlog lasts about this long, or a third of --duration if that is longer.
+MIN_SECONDS = 10
 
 
 def busiest_second(times):
@@ -86,8 +89,9 @@ def run_benchmark(run, web=None):
     workers = environment.start_workers(
         run.processes, settings, extra_env={"PAWPOST_SENDER_RATES": f"{fast_sender}={FAST_RATE},{slow_sender}={SLOW_RATE}"}
     )
-    seconds = max(10, run.duration / 3)
+    seconds = max(MIN_SECONDS, run.duration / 3)
     try:
+        warm_up(run, per_clinic=10)
         alone = scenario(run, {run.fixtures.twilio_clinic_id: int(FAST_RATE * seconds)})
         mixed = scenario(
             run, {run.fixtures.twilio_clinic_id: int(FAST_RATE * seconds), run.fixtures.bandwidth_clinic_id: int(SLOW_RATE * seconds)}

@@ -1,5 +1,6 @@
 """Texts in a known state for the callback and fallback benchmarks, and the callbacks that settle them."""
 
+import time
 from urllib.parse import urlencode
 
 from sqlalchemy import text
@@ -59,3 +60,25 @@ def twilio_callback(base_url, clinic_id, delivery_id, status, error_code=None):
         "User-Agent": "TwilioProxy/1.1",
     }
     return "POST", path, headers, urlencode(params)
+
+
+def warm_up(run, per_clinic=20, timeout=60):
+    """Send ``per_clinic`` texts from each fixture clinic and wait until all reach the provider.
+
+    A new worker imports the provider SDK and opens its connections on its first send, which
+    takes far longer than a send of a running worker; production workers run for days.
+    """
+    settings = run.settings
+    _calls, start = environment.provider_calls(settings)
+    with run.app.app_context():
+        for clinic_id in (run.fixtures.twilio_clinic_id, run.fixtures.bandwidth_clinic_id):
+            clinic = db.session.get(Clinic, clinic_id)
+            items = [batch.BatchItem(f"+1555660{i:04d}", f"Warm-up text {i}.") for i in range(per_clinic)]
+            stored = batch.store_batch(clinic, items, "api")
+            db.session.commit()
+            batch.enqueue_batch_sends([item.sms_delivery_id for item in stored])
+    deadline = time.monotonic() + timeout
+    while environment.provider_calls(settings, start)[1] - start < 2 * per_clinic:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The warm-up texts did not all reach the provider within {timeout} s.")
+        time.sleep(0.2)

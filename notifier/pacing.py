@@ -1,11 +1,11 @@
 """Per-sender pacing: no sender number sends more texts in any one second than its configured rate.
 
 Carriers cap how many messages per second one number may send (its throughput class), and
-texts above the cap are queued or dropped by the provider. Each send reserves a slot in a
-sliding-window log kept in Redis, shared by every worker: a slot is granted only when the
-sender's previous ``rate`` slots all lie more than one window back. The window is one second
-plus ``PAWPOST_PACING_MARGIN_MS``, so the jitter between a reservation and the provider
-receiving the request cannot put ``rate + 1`` texts into one second at the provider.
+texts above the cap are queued or dropped by the provider. Each send reserves the sender's next
+slot in Redis, shared by every worker, and slots are spaced evenly (a generic cell rate
+algorithm): ``(1000 + PAWPOST_PACING_MARGIN_MS) / rate`` milliseconds apart. Even spacing with
+that margin keeps every one-second window at or under the rate even when a send reaches the
+provider up to the margin later than its slot, and gives carriers a steady stream, not bursts.
 
 ``PAWPOST_SENDER_RATE`` sets the rate of every sender in messages per second (0 turns pacing
 off) and ``PAWPOST_SENDER_RATES`` overrides it per number, as ``+15550001111=10,+15550002222=3``.
@@ -13,7 +13,6 @@ off) and ``PAWPOST_SENDER_RATES`` overrides it per number, as ``+15550001111=10,
 
 import logging
 import time
-import uuid
 
 import redis
 from flask import current_app
@@ -25,27 +24,16 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "pawpost:pacing:"
 WINDOW_MS = 1000
 
-# Returns the milliseconds from now to the reserved slot. The Redis clock is the only clock, so
-# workers on different machines agree. KEYS[1]: the sender's log; ARGV: rate, window (ms), member.
+# Returns the whole milliseconds from now to the reserved slot and moves the sender's next free
+# slot one interval past it. The Redis clock is the only clock, so workers on different
+# machines agree. KEYS[1]: the sender's next free slot (ms); ARGV[1]: the interval (ms).
 RESERVE_SCRIPT = """
 local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local slot = now
-if count >= rate then
-  local pivot = redis.call('ZRANGE', KEYS[1], count - rate, count - rate, 'WITHSCORES')
-  slot = math.max(slot, tonumber(pivot[2]) + window)
-end
-if count > 0 then
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  slot = math.max(slot, tonumber(last[2]))
-end
-redis.call('ZADD', KEYS[1], slot, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], slot - now + window + 1000)
-return slot - now
+local now = tonumber(now_parts[1]) * 1000 + tonumber(now_parts[2]) / 1000
+local interval = tonumber(ARGV[1])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or now))
+redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', math.ceil(slot + interval - now) + 1000)
+return math.ceil(slot - now)
 """
 
 
@@ -81,7 +69,7 @@ def reserve(sender_number, rate, margin_ms=None):
     script = current_app.extensions.get("pawpost_pacing_script")
     if script is None:
         script = current_app.extensions["pawpost_pacing_script"] = queues.connection().register_script(RESERVE_SCRIPT)
-    wait_ms = script(keys=[KEY_PREFIX + sender_number], args=[rate, WINDOW_MS + margin_ms, uuid.uuid4().hex])
+    wait_ms = script(keys=[KEY_PREFIX + sender_number], args=[(WINDOW_MS + margin_ms) / rate])
     return int(wait_ms) / 1000
 
 

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 # Ids of the message and clinic a line is about, set around each job and webhook.
 _context = contextvars.ContextVar("pawpost_log_context", default={})
 # Anything shaped like a phone number: a +, then 10 to 15 digits, or 10+ digits with separators.
-PHONE_PATTERN = re.compile(r"\+\d{10,15}|\b\d{3}[-. )]{0,2}\d{3}[-. ]\d{4}\b")
+# URL-encoded (%2B…) numbers count too, since request URLs carry them in query strings.
+PHONE_PATTERN = re.compile(r"(?:\+|%2[Bb])\d{10,15}|\b\d{3}[-. )]{0,2}\d{3}[-. ]\d{4}\b")
 
 
 @contextmanager
@@ -79,7 +80,8 @@ def configure_logging(level=None):
                 },
             },
             # The Twilio SDK logs each request at INFO; lookups put phone numbers in the URL.
-            "loggers": {"twilio.http_client": {"level": "WARNING"}},
+            # urllib3 logs each request URL at DEBUG, and Bandwidth searches put numbers in the query.
+            "loggers": {"twilio.http_client": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
             "root": {"level": level or os.environ.get("PAWPOST_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
         }
     )

@@ -91,6 +91,8 @@ class TwilioProvider:
         try:
             # No DateSent filter: a message still queued at Twilio has no date_sent yet and would
             # be missed, so creation time is checked below instead.
+            # NOTE: where Twilio's newest-first list puts messages without date_sent is unconfirmed.
+            # If it puts them last, a queued text to a number with over 50 texts could be missed.
             found = self.client.messages.list(to=to, from_=sender, limit=50)
         except TwilioException as exc:
             raise ProviderError(getattr(exc, "code", None) or "http-unknown", getattr(exc, "status", None)) from exc
