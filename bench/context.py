@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from bench import environment
 from portal.extensions import db
@@ -47,9 +48,18 @@ def discard_rows_after(marker):
         "DELETE FROM deliveries WHERE id > :delivery OR message_id > :message",
         "DELETE FROM messages WHERE id > :message",
     ]
-    for statement in statements:
-        db.session.execute(text(statement), params)
-    db.session.commit()
+    # A request or job still finishing can add a row that refers to one being deleted, so a
+    # failed pass is retried once it had time to end.
+    for attempt in range(5):
+        try:
+            for statement in statements:
+                db.session.execute(text(statement), params)
+            db.session.commit()
+            return
+        except IntegrityError:
+            db.session.rollback()
+            time.sleep(1 + attempt)
+    raise RuntimeError(f"Could not remove the rows added after messages {message_id} and deliveries {delivery_id}.")
 
 
 def cpu_seconds(pid):

@@ -80,6 +80,8 @@ def staff_message(delivery):
             f"A transient issue stopped the text, and all {delivery.attempts} attempts failed. "
             "Retries are exhausted; if you see a pattern, escalate to support."
         )
+    if delivery.error_code == "expired":
+        return "The text was not sent: it waited past its validity period (a backlog or an outage). Send it again if it still matters."
     if delivery.category == "temporary":
         return "A transient issue stopped the text, and it can't be retried before it expires. " + _action("temporary")
     override = classify(delivery.provider, delivery.error_code or "none").reason

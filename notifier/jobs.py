@@ -11,7 +11,7 @@ from notifier.pointer import pointer_text
 from notifier.providers import OutboundText, ProviderError, ProviderUnreachable
 from portal.extensions import db
 from portal.logging import log_context
-from portal.models import STATUS_RANK, Client, Delivery, Message, PortalToken, utcnow
+from portal.models import STATUS_RANK, Client, Delivery, Message, PhoneLine, PortalToken, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def send_text(delivery_id):
 def _send(delivery):
     message = delivery.message
     clinic = message.clinic
+    if message.source != "keyword":
+        _look_up_line_type(clinic, message.client.mobile_number)
     reason = None if message.source == "keyword" else policy.suppression_reason(clinic, message.client.mobile_number)
     if reason is not None:
         # No provider call: the portal copy and other channels carry the message.
@@ -156,6 +158,26 @@ def _fail_notification(delivery, code, category, temporary):
     db.session.commit()
     log.warning("Delivery %s (%s) failed with %s (%s); no attempt is left.", delivery.id, delivery.channel, code, category)
     return "failed"
+
+
+def _look_up_line_type(clinic, number):
+    """Check an unknown number's line type before its first text, when lookups are on.
+
+    The lookup job queued for a new client may not have run yet, so the first send checks too;
+    a landline then never gets a text. A failed lookup lets the text go, as without lookups.
+    """
+    if clinic.provider != "twilio" or not current_app.config["PAWPOST_LINE_TYPE_LOOKUP"]:
+        return
+    if db.session.execute(db.select(PhoneLine.id).where(PhoneLine.number == number)).first():
+        return
+    try:
+        line_type = _adapter(clinic).line_type(number)
+    except (ProviderError, ProviderUnreachable) as exc:
+        log.warning("Line-type lookup before sending failed (%s); sending anyway.", exc)
+        return
+    if line_type in ("landline", "mobile"):
+        policy.record_line_type(number, line_type, "lookup", f"{clinic.provider} lookup")
+        db.session.commit()
 
 
 def claim(delivery_id):
@@ -290,6 +312,9 @@ def check_line_type(client_id):
     client = db.session.get(Client, client_id)
     if client is None:
         return "missing"
+    if db.session.execute(db.select(PhoneLine.id).where(PhoneLine.number == client.mobile_number)).first():
+        # The first send already looked the number up.
+        return "known"
     try:
         line_type = _adapter(client.clinic).line_type(client.mobile_number)
     except (ProviderError, ProviderUnreachable) as exc:

@@ -15,7 +15,7 @@ from helpers import bearer, count, csrf_token, send_via_api, wait_for_callbacks,
 from notifier.inbound import OPT_IN_REPLY, OPT_OUT_REPLY
 from notifier.keywords import match
 from portal.extensions import db
-from portal.models import Consent, Message, PhoneLine
+from portal.models import Consent, Delivery, Message, PhoneLine
 
 # settle_sandbox is an autouse fixture, so importing it applies it to every test here.
 from provider_stubs import (  # noqa: F401
@@ -112,6 +112,13 @@ def consent(clinic, number):
 def line_of(number):
     db.session.rollback()
     return db.session.execute(db.select(PhoneLine).where(PhoneLine.number == number)).scalar_one_or_none()
+
+
+def sms_of(message_id):
+    db.session.rollback()
+    return db.session.execute(
+        db.select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == "sms")
+    ).scalar_one()
 
 
 def staff_text(client, token, message_id):
@@ -322,13 +329,17 @@ def test_twilio_lookup_finds_landline(client, live, factory, monkeypatch):
     monkeypatch.setitem(live.app.config, "PAWPOST_LINE_TYPE_LOOKUP", True)
     clinic = factory.clinic("twilio")
 
-    send_via_api(client, factory.api_token(clinic), LANDLINE_NUMBER)
+    message_id = send_via_api(client, factory.api_token(clinic), LANDLINE_NUMBER)
     run_worker(live.app)
     lookups = [r for r in live.carrier.logged_requests() if r["path"].startswith("/v2/PhoneNumbers/")]
+    creates = [r for r in live.carrier.logged_requests() if r["path"].endswith("/Messages.json")]
 
     assert line_of(LANDLINE_NUMBER).line_type == "landline"
     assert len(lookups) == 1
     assert lookups[0]["query"] == {"Fields": ["line_type_intelligence"]}
+    # The lookup runs before the first text, so the landline never gets one.
+    assert creates == []
+    assert sms_of(message_id).status == "suppressed"
 
 
 def test_lookup_off_by_default(client, live, factory):
