@@ -1,7 +1,7 @@
 """Run the benchmark suite: ``python -m bench`` (all benchmarks at the goals' durations) or ``--help``.
 
 Each figure is printed with its goal, its baseline from the same run and their ratio. The run
-folder (bench/runs/<time>/) keeps the process logs, results.json and results.md.
+folder (instance/bench-runs/<time>/) keeps the process logs, results.json and results.md.
 """
 
 import argparse
@@ -31,7 +31,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--duration", type=float, default=60, help="seconds of each sustained send-pipeline measurement (default 60)")
     parser.add_argument("--http-seconds", type=float, default=30, help="seconds of each HTTP load run with wrk (default 30)")
     parser.add_argument("--messages", type=int, default=10_000_000, help="messages to seed in the database (default 10,000,000)")
-    parser.add_argument("--reseed", action="store_true", help="seed again even when the database holds --messages messages")
+    parser.add_argument("--reseed", action="store_true", help="seed again even when the database already contains --messages messages")
     parser.add_argument("--drop-database", action="store_true", help="drop the benchmark database when the run ends")
     parser.add_argument("--workers", type=int, default=4, help="RQ worker processes, Pawpost's and the baseline's (default 4)")
     parser.add_argument("--slow-provider-workers", type=int, help="worker processes for the 150 ms provider run (default: --workers)")
@@ -46,7 +46,7 @@ def parse_arguments(argv=None):
         "--idle-load", type=float, default=1.5,
         help="before each benchmark, wait until the 1-minute load average is below this (default 1.5)",
     )
-    parser.add_argument("--idle-wait", type=float, default=120, help="longest wait for --idle-load, in seconds (default 120)")
+    parser.add_argument("--idle-wait", type=float, default=120, help="maximum wait for --idle-load, in seconds (default 120)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and durations, for the smoke test; the figures mean nothing")
     parser.add_argument("--json", help="also write the results JSON to this path")
     arguments = parser.parse_args(argv)

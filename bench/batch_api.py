@@ -2,7 +2,7 @@
 
 The request goes to gunicorn over HTTP with a kept-alive connection, as a PIMS would send it.
 The figure is the median of the calls after a warm-up call that also creates the clients. The
-fan-out job that turns the batch into 1,000 send jobs runs later in a worker; its time is
+fan-out job that turns the batch into 1,000 send jobs runs later in a worker. Its time is
 measured in-process and reported beside the figure.
 """
 

@@ -1,4 +1,4 @@
-"""What every benchmark gets: the settings, the in-process app, the started processes and the fixtures."""
+"""Shared state of a benchmark run (settings, in-process app, started processes, fixtures) and its helpers."""
 
 import os
 import time

@@ -31,7 +31,7 @@ WEBHOOK_USER, WEBHOOK_PASSWORD = "bench-callbacks", "bench-callback-secret"
 
 @dataclass
 class Settings:
-    """Where the suite's servers are and how its processes are sized."""
+    """Addresses of the suite's servers and the sizes of its processes."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/pawpost_bench"
     redis_url: str = "redis://127.0.0.1:6379/13"
@@ -44,7 +44,8 @@ class Settings:
     # The deployment guide: two RQ workers per core.
     rq_workers: int = 4
     log_level: str = "INFO"
-    run_dir: Path = field(default_factory=lambda: ROOT / "bench" / "runs" / time.strftime("%Y%m%d-%H%M%S"))
+    # Under instance/, which git ignores: a run leaves logs, replay files and results there.
+    run_dir: Path = field(default_factory=lambda: ROOT / "instance" / "bench-runs" / time.strftime("%Y%m%d-%H%M%S"))
 
     @property
     def web_url(self):
@@ -200,7 +201,7 @@ class Processes:
 
 
 def wait_for_http(url, timeout=30, process=None):
-    """Wait until ``url`` answers any HTTP status; raise RuntimeError after ``timeout`` seconds."""
+    """Wait until ``url`` responds with any HTTP status; raise RuntimeError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -210,11 +211,11 @@ def wait_for_http(url, timeout=30, process=None):
             return
         except requests.RequestException:
             time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s.")
+    raise RuntimeError(f"{url} did not respond within {timeout} s; see the process logs in the run folder.")
 
 
 def start_provider(processes, settings, latency_ms=0):
-    """Start the benchmark provider stand-in and wait until it answers."""
+    """Start the benchmark provider stand-in and wait until it responds."""
     command = [sys.executable, "-m", "bench.provider", "--port", str(settings.provider_port), "--latency-ms", str(latency_ms)]
     process = processes.start("provider", command, dict(os.environ))
     wait_for_http(f"{settings.provider_url}/_bench/calls", process=process)
@@ -222,7 +223,7 @@ def start_provider(processes, settings, latency_ms=0):
 
 
 def start_web(processes, settings, app_path="wsgi:app", name="web", port=None):
-    """Start gunicorn as the deployment guide does and wait until it answers."""
+    """Start gunicorn as the deployment guide does and wait until it responds."""
     port = port or settings.web_port
     command = [
         sys.executable, "-m", "gunicorn",

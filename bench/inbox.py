@@ -1,7 +1,7 @@
 """Pet Portal pages for a signed-in pet parent, with the seeded millions of messages in the database.
 
 The pet parent has a client record at 20 clinics, so ``/inbox`` shows 20 threads, each with its
-newest message, and the first thread holds 20 messages. The baseline is Pawpost's own home page
+newest message, and the first thread contains 20 messages. The baseline is Pawpost's own home page
 for a signed-out visitor: a template rendered by the same app and server without database work.
 """
 

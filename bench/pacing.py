@@ -1,7 +1,7 @@
 """Per-sender pacing: the busiest second at the provider, and the rate held while a backlog waits.
 
 Workers run with ``PAWPOST_SENDER_RATES`` set for the two fixture senders. First one sender has
-a backlog alone; then both have one at once, which shows how a slow sender holds workers.
+a backlog alone; then both have one at once, which shows how a slow sender occupies workers.
 Every create call's arrival at the provider stand-in is recorded, and any one-second window
 (starting at any call, not only on whole seconds) is checked against the sender's rate.
 """

@@ -1,7 +1,7 @@
 """Send pipeline: queued texts to provider calls per second, sustained, against RQ draining no-op jobs.
 
 A backlog of one job per text is queued first, through the batch module's bulk insert, so
-the measurement is the workers' rate alone: each job claims its delivery, calls the provider
+the measurement is the workers' rate alone. Each job claims its delivery, calls the provider
 through the official SDK and records the result, exactly as in production. Texts alternate
 between a Twilio and a Bandwidth clinic. The rate counts the create calls that reached the
 provider stand-in in a window of ``duration`` seconds that starts after a warm-up.

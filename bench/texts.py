@@ -65,8 +65,8 @@ def twilio_callback(base_url, clinic_id, delivery_id, status, error_code=None):
 def warm_up(run, per_clinic=20, timeout=60):
     """Send ``per_clinic`` texts from each fixture clinic and wait until all reach the provider.
 
-    A new worker imports the provider SDK and opens its connections on its first send, which
-    takes far longer than a send of a running worker; production workers run for days.
+    A new worker imports the provider SDK and opens its connections on its first send, so that
+    send takes far longer than later ones. Production workers run for days.
     """
     settings = run.settings
     _calls, start = environment.provider_calls(settings)

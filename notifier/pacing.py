@@ -88,7 +88,7 @@ def wait_for_turn(sender_number):
         log.warning("Pacing skipped for one text: Redis is unreachable (%s).", exc)
         return 0.0
     # NOTE: the worker sleeps here, so a backlog of one slow sender can occupy every worker and
-    # delay other senders; the wait is at most (workers / rate) seconds.
+    # delay other senders. Each wait is at most (workers / rate) seconds.
     if wait > 0:
         time.sleep(wait)
     return wait

@@ -3,17 +3,20 @@
 import logging
 from datetime import timedelta
 
+import redis
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
+from limits import parse as parse_limit
 
 from notifier import media, outbound_media
 from notifier.explain import staff_message
-from notifier.timeline import timeline
 from notifier.sending import InvalidMessage, check_new_number, find_or_create_client, send_message
+from notifier.timeline import timeline
 from portal.auth import safe_next, staff_required
 from portal.extensions import db
 from portal.forms import ConfirmForm, NewConversationForm, SendTextForm, StaffLoginForm
 from portal.models import Attachment, Client, Consent, Message, PhoneLine, StaffUser, utcnow
+from portal.ratelimit import current_limiter
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -21,12 +24,17 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 # Five wrong passwords in a row lock a staff account for fifteen minutes.
 LOCKOUT_AFTER = 5
 LOCKOUT_FOR = timedelta(minutes=15)
+# Attempts one address may make, whatever the accounts, so guessing across accounts is slow too.
+SIGN_IN_LIMIT = parse_limit("20/minute")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Sign a staff member in with email and password; repeated failures lock the account for a while."""
     form = StaffLoginForm()
+    if request.method == "POST" and not _sign_in_allowed():
+        flash("Too many sign-in attempts from this network. Wait a minute and try again.", "error")
+        return render_template("admin/login.html", form=form), 429
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         user = db.session.execute(db.select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
@@ -44,6 +52,15 @@ def login():
             _count_failure(user)
         flash("That email and password do not match an account. Check both and try again.", "error")
     return render_template("admin/login.html", form=form)
+
+
+def _sign_in_allowed():
+    """Count a sign-in attempt against its address's limit; allow it when Redis is unreachable."""
+    try:
+        return current_limiter().hit(SIGN_IN_LIMIT, "staff-sign-in", request.remote_addr or "unknown")
+    except redis.exceptions.RedisError as exc:
+        log.warning("Staff sign-in rate limit not checked: Redis is unreachable (%s).", type(exc).__name__)
+        return True
 
 
 def _count_failure(user):

@@ -4,6 +4,7 @@ Run it with ``make run``. Ctrl-C stops every process it started.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,6 +60,12 @@ def _environment():
     env.setdefault("PAWPOST_LINE_TYPE_LOOKUP", "true")
     # Without PAWPOST_SMTP_URL, development writes each email here instead of sending it.
     env.setdefault("PAWPOST_MAIL_DIR", str(INSTANCE / "outbox"))
+    env.setdefault("PAWPOST_METRICS_TOKEN", "demo-metrics-token")
+    # The web server and the worker write their counters here, so /metrics adds both up.
+    metrics_dir = INSTANCE / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -142,6 +149,7 @@ Pawpost is running.
   Sandbox carrier    {SANDBOX_URL}/   (what each demo phone received)
   Redis              {env['REDIS_URL']}
   Email              {_email_line(env)}
+  Metrics            curl -H "Authorization: Bearer {env['PAWPOST_METRICS_TOKEN']}" {WEB_URL}/metrics
 Press Ctrl-C to stop.
 """,
         flush=True,

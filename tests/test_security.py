@@ -270,3 +270,14 @@ def test_pointer_confirm_works_over_https(live, factory):
 
     assert page.headers["Referrer-Policy"] == "same-origin"
     assert response.status_code == 302
+
+
+def test_staff_sign_in_rate_limited(client, factory):
+    user = factory.staff(factory.clinic())
+    statuses = [attempt(client, f"nobody{n}@clinic.example", "wrong password").status_code for n in range(21)]
+
+    response = attempt(client, user.email, STAFF_PASSWORD)
+
+    assert statuses[:20] == [200] * 20
+    assert statuses[20] == 429
+    assert response.status_code == 429
