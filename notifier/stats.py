@@ -5,7 +5,7 @@ left), suppressed before sending, or unknown for lack of a receipt.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -99,24 +99,66 @@ def state_for(rate):
 
 
 def daily_rates(clinic_ids, days):
-    """Return ``[(day, attempted, failed)]`` for the last ``days`` UTC days, oldest first, gaps as zero."""
+    """Return ``[(day, attempted, failed)]`` for the last ``days`` UTC days, oldest first, gaps as zero.
+
+    The database adds the hours up by day, so the cost stays at one row per day and outcome
+    however many clinics are included.
+    """
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days - 1)
+    day = _day_of(SmsHourlyStat.hour)
     rows = db.session.execute(
         _scoped(
-            db.select(SmsHourlyStat.hour, SmsHourlyStat.outcome, SmsHourlyStat.count).where(SmsHourlyStat.hour >= start),
+            db.select(day, SmsHourlyStat.outcome, func.sum(SmsHourlyStat.count))
+            .where(SmsHourlyStat.hour >= start, SmsHourlyStat.outcome != "suppressed")
+            .group_by(day, SmsHourlyStat.outcome),
             clinic_ids,
         )
     ).all()
-    buckets = {start + timedelta(days=n): [0, 0] for n in range(days)}
-    for hour, outcome, count in rows:
-        day = hour.replace(hour=0)
-        if day not in buckets or outcome == "suppressed":
+    buckets = {(start + timedelta(days=n)).date(): [0, 0] for n in range(days)}
+    for value, outcome, count in rows:
+        bucket = buckets.get(_as_date(value))
+        if bucket is None:
             continue
-        buckets[day][0] += count
+        bucket[0] += int(count)
         if outcome == "failed":
-            buckets[day][1] += count
-    return [(day, attempted, failed) for day, (attempted, failed) in sorted(buckets.items())]
+            bucket[1] += int(count)
+    return [
+        (datetime.combine(day_value, time.min, tzinfo=timezone.utc), attempted, failed)
+        for day_value, (attempted, failed) in sorted(buckets.items())
+    ]
+
+
+def rates_by_clinic(clinic_ids=None):
+    """Return ``{clinic_id: {window: Window}}`` for every window, with one query per window."""
+    now = utcnow()
+    result = {}
+    for name, span in WINDOWS.items():
+        rows = db.session.execute(
+            _scoped(
+                db.select(SmsHourlyStat.clinic_id, SmsHourlyStat.outcome, func.sum(SmsHourlyStat.count))
+                .where(SmsHourlyStat.hour >= now - span)
+                .group_by(SmsHourlyStat.clinic_id, SmsHourlyStat.outcome),
+                clinic_ids,
+            )
+        ).all()
+        for clinic_id, outcome, count in rows:
+            window = result.setdefault(clinic_id, {}).setdefault(name, Window())
+            setattr(window, outcome, getattr(window, outcome) + int(count))
+    return result
+
+
+def _day_of(column):
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("day", column)
+    return func.date(column)
+
+
+def _as_date(value):
+    # PostgreSQL returns a timestamp, SQLite a "YYYY-MM-DD" string.
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    return value.date() if isinstance(value, datetime) else value
 
 
 def _scoped(statement, clinic_ids):

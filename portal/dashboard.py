@@ -31,7 +31,10 @@ def health():
     clinics = db.session.execute(
         db.select(Clinic).where(Clinic.id.in_(clinic_ids)) if clinic_ids is not None else db.select(Clinic)
     ).scalars().all()
-    per_clinic = [(clinic, stats.summary([clinic.id])) for clinic in clinics] if current_user.is_operator else []
+    per_clinic = []
+    if current_user.is_operator:
+        rates = stats.rates_by_clinic(clinic_ids)
+        per_clinic = [(clinic, _clinic_row(rates.get(clinic.id, {}))) for clinic in clinics]
     summary = stats.summary(clinic_ids)
     return render_template(
         "admin/health.html",
@@ -90,6 +93,11 @@ def escalate():
     log.info("Clinic %s escalated carrier filtering (escalation %s, staff %s).", current_user.clinic_id, escalation.id, current_user.id)
     flash("Escalation recorded with today's figures. Support will take it to the carrier.", "success")
     return redirect(url_for("admin.health"))
+
+
+def _clinic_row(windows):
+    totals = {name: windows.get(name, stats.Window()) for name in stats.WINDOWS}
+    return {"rates": {name: window.rate for name, window in totals.items()}, "state": stats.state_for(totals["7d"].rate)}
 
 
 def worklist(clinic_ids, days=30):

@@ -185,3 +185,34 @@ def test_escalation_requires_csrf(client, seeded, factory):
 
     assert response.status_code == 400
     assert db.session.execute(db.select(Escalation)).first() is None
+
+
+def test_rates_by_clinic_match_summary(seeded, factory):
+    other = factory.clinic("twilio")
+    seed(other, 1, "delivered", 30)
+    seed(other, 1, "failed", 10, "blocked")
+
+    rates = stats.rates_by_clinic()
+
+    assert rates[seeded.id]["7d"].rate == pytest.approx(0.05)
+    assert rates[other.id]["24h"].rate == pytest.approx(0.25)
+
+
+def test_daily_series_sums_by_day(seeded):
+    daily = stats.daily_rates([seeded.id], days=30)
+    by_failures = [failed for _day, _attempted, failed in daily if failed]
+
+    assert daily[-1][0].tzinfo is not None
+    assert sum(by_failures) == 110
+
+
+def test_operator_sees_every_clinic(client, seeded, factory):
+    other = factory.clinic("twilio", name="Other Clinic")
+    seed(other, 1, "delivered", 30)
+    sign_in(client, factory.staff(None, operator=True))
+
+    page = client.get("/admin/health")
+
+    assert page.status_code == 200
+    assert f'data-clinic="{seeded.id}"'.encode() in page.data
+    assert b"Other Clinic" in page.data
