@@ -121,7 +121,7 @@ def load(overrides=None):
         # such as "+15550001111=10,+15550002222=3"; notifier/pacing.py applies them.
         "PAWPOST_SENDER_RATE": _int("SENDER_RATE", 0),
         "PAWPOST_SENDER_RATES": _env("SENDER_RATES", ""),
-        # Added to pacing's one-second window to absorb the jitter before the provider call.
+        # Milliseconds added to each second of pacing, to absorb the delay between a slot and the send.
         "PAWPOST_PACING_MARGIN_MS": _int("PACING_MARGIN_MS", 25),
     }
     settings.update(overrides)

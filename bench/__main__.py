@@ -1,7 +1,7 @@
 """Run the benchmark suite: ``python -m bench`` (all benchmarks at the goals' durations) or ``--help``.
 
 Each figure is printed with its goal, its baseline from the same run and their ratio. The run
-folder (instance/bench-runs/<time>/) keeps the process logs, results.json and results.md.
+folder ($TMPDIR/pawpost-bench/<time>/, or --run-dir) keeps the process logs, results.json and results.md.
 """
 
 import argparse
@@ -35,6 +35,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--drop-database", action="store_true", help="drop the benchmark database when the run ends")
     parser.add_argument("--workers", type=int, default=4, help="RQ worker processes, Pawpost's and the baseline's (default 4)")
     parser.add_argument("--slow-provider-workers", type=int, help="worker processes for the 150 ms provider run (default: --workers)")
+    parser.add_argument(
+        "--reconcile-every", type=int, default=30,
+        help="seconds between each worker's reconciler passes, 0 for none (default 30, as in production)",
+    )
     parser.add_argument("--latencies", default="0,150", help="provider latencies of the send pipeline, in ms (default 0,150)")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn worker processes (default 4, as docs/deploy.md)")
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (default 4, as docs/deploy.md)")
@@ -48,6 +52,7 @@ def parse_arguments(argv=None):
     )
     parser.add_argument("--idle-wait", type=float, default=120, help="maximum wait for --idle-load, in seconds (default 120)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and durations, for the smoke test; the figures mean nothing")
+    parser.add_argument("--run-dir", help="folder for the process logs and results (default $TMPDIR/pawpost-bench/<time>)")
     parser.add_argument("--json", help="also write the results JSON to this path")
     arguments = parser.parse_args(argv)
     unknown = set(arguments.only.split(",")) - set(BENCHMARKS)
@@ -150,10 +155,14 @@ def main(argv=None):
         database_url=arguments.database_url,
         redis_url=arguments.redis_url,
         rq_workers=arguments.workers,
+        reconcile_every=arguments.reconcile_every,
         web_workers=arguments.web_workers,
         web_threads=arguments.web_threads,
         log_level=arguments.log_level,
     )
+    if arguments.run_dir:
+        settings.run_dir = Path(arguments.run_dir)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
     for port_name in ("web_port", "baseline_port", "provider_port"):
         setattr(settings, port_name, environment.free_port(getattr(settings, port_name)))
     if arguments.quick:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,9 +44,11 @@ class Settings:
     web_threads: int = 4
     # The deployment guide: two RQ workers per core.
     rq_workers: int = 4
+    # Seconds between the reconciler passes each worker runs; 30 is the product's default.
+    reconcile_every: int = 30
     log_level: str = "INFO"
-    # Under instance/, which git ignores: a run leaves logs, replay files and results there.
-    run_dir: Path = field(default_factory=lambda: ROOT / "instance" / "bench-runs" / time.strftime("%Y%m%d-%H%M%S"))
+    # Outside the work tree: a run leaves logs, replay files and results there.
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "pawpost-bench" / time.strftime("%Y%m%d-%H%M%S"))
 
     @property
     def web_url(self):
@@ -245,7 +248,7 @@ def start_workers(processes, settings, count=None, extra_env=None):
     already = Worker.count(connection=connection)
     started = []
     for index in range(count or settings.rq_workers):
-        command = [sys.executable, "-m", "flask", "worker"]
+        command = [sys.executable, "-m", "flask", "worker", "--reconcile-every", str(settings.reconcile_every)]
         started.append(processes.start(f"worker-{index}", command, env))
     # A worker registers in Redis once it is ready to take jobs.
     deadline = time.monotonic() + 90

@@ -50,7 +50,7 @@ def _send(delivery):
         log.info("Delivery %s expired before it could be sent.", delivery.id)
         return "expired"
     db.session.commit()
-    # Last step before the provider call, so the reserved slot is when the provider sees the text.
+    # Last step before the provider call, so the provider receives the text at its reserved slot.
     pacing.wait_for_turn(clinic.sender_number)
     try:
         result = _adapter(clinic).send(text)
