@@ -87,16 +87,8 @@ def _recover(delivery):
         message.client.mobile_number, clinic.sender_number, since, body, exclude=_known_provider_ids(delivery)
     )
     if found is None:
-        moved = db.session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.status == "sending", Delivery.attempts == delivery.attempts)
-            .values(status="queued", status_rank=STATUS_RANK["queued"], updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-        db.session.commit()
+        moved = _queue_again(delivery)
         if moved:
-            db.session.refresh(delivery)
-            queues.enqueue_send(delivery)
             log.info("Interrupted delivery %s never reached the provider; queued again.", delivery.id)
         return int(moved)
 
@@ -149,19 +141,25 @@ def requeue_interrupted_notifications(limit=100):
     ).scalars().all()
     count = 0
     for delivery in stuck:
-        moved = db.session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.status == "sending", Delivery.attempts == delivery.attempts)
-            .values(status="queued", status_rank=STATUS_RANK["queued"], updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-        db.session.commit()
-        if moved:
-            db.session.refresh(delivery)
-            queues.enqueue_send(delivery)
+        if _queue_again(delivery):
             log.info("Interrupted %s delivery %s queued again.", delivery.channel, delivery.id)
             count += 1
     return count
+
+
+def _queue_again(delivery):
+    """Put a delivery stuck in ``sending`` back in the queue, unless something else moved it first."""
+    moved = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery.id, Delivery.status == "sending", Delivery.attempts == delivery.attempts)
+        .values(status="queued", status_rank=STATUS_RANK["queued"], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    db.session.commit()
+    if moved:
+        db.session.refresh(delivery)
+        queues.enqueue_send(delivery)
+    return moved
 
 
 def resolve_missing_receipts(limit=200):

@@ -56,7 +56,7 @@ def _environment():
     env.setdefault("PAWPOST_ENV", "development")
     env.setdefault("PAWPOST_BASE_URL", WEB_URL)
     env.setdefault("PAWPOST_SANDBOX_URL", SANDBOX_URL)
-    # The sandbox answers Twilio Lookup, so the demo shows landlines found before a text fails.
+    # The sandbox serves Twilio Lookup, so the demo shows landlines found before a text fails.
     env.setdefault("PAWPOST_LINE_TYPE_LOOKUP", "true")
     # Without PAWPOST_SMTP_URL, development writes each email here instead of sending it.
     env.setdefault("PAWPOST_MAIL_DIR", str(INSTANCE / "outbox"))
@@ -133,7 +133,7 @@ def _wait_for_port(port, timeout=30):
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         if time.monotonic() > deadline:
-            raise SystemExit(f"Nothing answered on port {port} within {timeout} s; see the log above.")
+            raise SystemExit(f"Nothing is listening on port {port} after {timeout} s; see the log above.")
         time.sleep(0.2)
 
 

@@ -24,7 +24,7 @@ class Clinic(db.Model):
     country: Mapped[str] = mapped_column(String(2), default="US")
     fallback_enabled: Mapped[bool] = mapped_column(default=False)
     mms_enabled: Mapped[bool] = mapped_column(default=False)
-    # Twilio long codes answer STOP, START and HELP themselves; Pawpost then only records them.
+    # Twilio long codes reply to STOP, START and HELP themselves, so Pawpost then only records them.
     provider_handles_keywords: Mapped[bool] = mapped_column(default=False)
     help_text: Mapped[str | None] = mapped_column(String(300))
     # IANA time zone of the clinic; quiet hours are local wall-clock minutes after midnight.
@@ -53,7 +53,7 @@ class Clinic(db.Model):
 
     @staticmethod
     def default_handles_keywords(provider):
-        """Return whether ``provider`` answers STOP, START and HELP itself (Twilio long codes do)."""
+        """Return whether ``provider`` replies to STOP, START and HELP itself (Twilio long codes do)."""
         return provider == "twilio"
 
     @property

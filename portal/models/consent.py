@@ -1,4 +1,4 @@
-"""What Pawpost knows about a number: SMS consent per clinic sender, and the line type."""
+"""Facts Pawpost keeps about a number: SMS consent per clinic sender, and the line type."""
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,7 +38,7 @@ class PhoneLine(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20))
     line_type: Mapped[str] = mapped_column(String(10))
-    # provider_error or lookup, with the code or carrier that told us.
+    # provider_error or lookup, with the code or lookup that reported it.
     source: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(64))
     updated_at = mapped_column(UTCDateTime, default=utcnow)
