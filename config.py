@@ -87,7 +87,7 @@ def load(overrides=None):
         # Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-* headers
         # are trusted; requests from anywhere else keep their own address and scheme.
         "PAWPOST_TRUSTED_PROXIES": _env("TRUSTED_PROXIES", ""),
-        # Bearer token that /metrics requires; unset, /metrics answers 404.
+        # Bearer token that /metrics requires. Unset, /metrics returns 404.
         "PAWPOST_METRICS_TOKEN": _env("METRICS_TOKEN"),
         # Media URLs handed to providers stop working after this many hours.
         "PAWPOST_MEDIA_URL_HOURS": _int("MEDIA_URL_HOURS", 24),

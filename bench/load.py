@@ -18,7 +18,7 @@ class WrkMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What one wrk run measured; latencies are in milliseconds."""
+    """Figures of one wrk run, with latencies in milliseconds."""
 
     requests: int
     seconds: float

@@ -2,7 +2,7 @@
 
 The sandbox carrier (``sandbox/``) copies each provider closely but spends milliseconds of CPU
 per message on its state and callback threads, which would make it the bottleneck of a
-throughput run on a 2-core machine. This server only answers the two create calls the official
+throughput run on a 2-core machine. This server only handles the two create calls the official
 SDKs make, after ``--latency-ms``, and records when each call arrived. It posts no callbacks:
 the benchmarks post those themselves.
 

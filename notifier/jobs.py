@@ -18,11 +18,9 @@ log = logging.getLogger(__name__)
 
 def send_text(delivery_id):
     """Send one SMS or pointer delivery through the clinic's provider, once per attempt."""
-    if not claim(delivery_id):
-        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+    delivery = _claimed(delivery_id)
+    if delivery is None:
         return "skipped"
-
-    delivery = db.session.get(Delivery, delivery_id)
     with log_context(message_id=delivery.message_id, clinic_id=delivery.message.clinic_id, delivery_id=delivery.id):
         return _send(delivery)
 
@@ -73,11 +71,9 @@ def _send(delivery):
 
 def send_email(delivery_id):
     """Email one message to its client with a sign-in link to the Pet Portal, once per attempt."""
-    if not claim(delivery_id):
-        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+    delivery = _claimed(delivery_id)
+    if delivery is None:
         return "skipped"
-
-    delivery = db.session.get(Delivery, delivery_id)
     message = delivery.message
     reason = mail.skip_reason(message.client)
     if reason is not None:
@@ -103,11 +99,9 @@ def send_push(delivery_id):
 
     The delivery counts as delivered when at least one browser's push service took it.
     """
-    if not claim(delivery_id):
-        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+    delivery = _claimed(delivery_id)
+    if delivery is None:
         return "skipped"
-
-    delivery = db.session.get(Delivery, delivery_id)
     message = delivery.message
     reason = push.skip_reason(message.client)
     if reason is not None:
@@ -163,8 +157,8 @@ def _fail_notification(delivery, code, category, temporary):
 def _look_up_line_type(clinic, number):
     """Check an unknown number's line type before its first text, when lookups are on.
 
-    The lookup job queued for a new client may not have run yet, so the first send checks too;
-    a landline then never gets a text. A failed lookup lets the text go, as without lookups.
+    The lookup job queued for a new client may not have run yet, so the first send checks too,
+    and a landline never gets a text. A failed lookup lets the text go, as without lookups.
     """
     if clinic.provider != "twilio" or not current_app.config["PAWPOST_LINE_TYPE_LOOKUP"]:
         return
@@ -178,6 +172,14 @@ def _look_up_line_type(clinic, number):
     if line_type in ("landline", "mobile"):
         policy.record_line_type(number, line_type, "lookup", f"{clinic.provider} lookup")
         db.session.commit()
+
+
+def _claimed(delivery_id):
+    """Claim a delivery and return it, or return None when another worker has it or it is done."""
+    if not claim(delivery_id):
+        log.info("Delivery %s is not queued; another worker has it or it is done.", delivery_id)
+        return None
+    return db.session.get(Delivery, delivery_id)
 
 
 def claim(delivery_id):

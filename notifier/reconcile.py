@@ -130,7 +130,7 @@ def requeue_interrupted_notifications(limit=100):
     """Queue again email and push sends whose worker stopped mid-send.
 
     Neither channel can be looked up after the fact, so a send interrupted after the mail
-    server or push service took it may arrive twice; losing it would be worse.
+    server or push service took it may arrive twice. Losing it would be worse.
     """
     cutoff = utcnow() - timedelta(seconds=current_app.config["PAWPOST_STUCK_SENDING_SECONDS"])
     stuck = db.session.execute(

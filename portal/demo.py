@@ -149,7 +149,7 @@ def write_sandbox_config(path):
         if application is not None:
             applications[clinic.bandwidth_application_id] = application
     config = {"bandwidth_applications": applications, "numbers": numbers, "allowed_link_prefix": base + "/p/"}
-    # Write then rename, so the sandbox, which rereads the file, never sees half of it.
+    # Write then rename, so the sandbox, which rereads the file, never reads half of it.
     partial = f"{path}.part"
     with open(partial, "w") as handle:
         json.dump(config, handle, indent=2)

@@ -1,4 +1,4 @@
-"""Error pages: plain sentences that say what happened and what to do next."""
+"""Error pages: plain sentences that state what happened and what to do next."""
 
 import logging
 

@@ -123,7 +123,7 @@ def live(redis_url, database_url, tmp_path_factory):
             "PAWPOST_BASE_URL": web.url,
             "PAWPOST_SANDBOX_URL": carrier.url,
             "PAWPOST_SEND_TIMEOUT_SECONDS": 5,
-            # Retries run at once, so a test's worker burst sees them.
+            # Retries run at once, so a test's worker burst picks them up.
             "PAWPOST_RETRY_BASE_SECONDS": 0,
             "PAWPOST_MEDIA_DIR": str(media_dir),
         }
