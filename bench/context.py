@@ -50,6 +50,7 @@ def discard_rows_after(marker):
         # Texts the benchmarks settle are counted in their clinic's rollup; the seeded clinics
         # come first, so the rows of later clinics are all benchmark residue.
         "DELETE FROM sms_hourly_stats WHERE clinic_id > :seeded_clinics",
+        "DELETE FROM sms_daily_stats WHERE clinic_id > :seeded_clinics",
     ]
     # A request or job still finishing can add a row that refers to one being deleted, so a
     # failed pass is retried once it had time to end.

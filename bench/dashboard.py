@@ -1,4 +1,4 @@
-"""System Health Dashboard tile: its figures from the hourly rollups against the same figures from a full scan.
+"""System Health Dashboard tile: its figures from the rollups against the same figures from a full scan.
 
 The tile is ``notifier.stats.summary``: the 24-hour, 7-day and 30-day failure figures and the
 daily chart. The baseline computes the same figures from the seeded deliveries themselves, one

@@ -3,8 +3,8 @@
 Rows come from ``generate_series`` in a few statements, with the secondary indexes and unique
 constraints of ``messages`` and ``deliveries`` dropped during the load and rebuilt after it, and
 foreign-key triggers off (``session_replication_role = replica``, which needs a superuser). The
-hourly rollups are computed from the seeded deliveries, so the dashboard's figures and a full
-scan of the same rows must agree.
+hourly rollups are computed from the seeded deliveries, and the daily ones from them on the
+dashboard's first read, so the dashboard's figures and a full scan of the same rows must agree.
 """
 
 import logging
@@ -78,7 +78,7 @@ def _truncate(connection):
     connection.execute(
         text(
             "TRUNCATE messages, deliveries, clients, clinics, provider_events, sms_hourly_stats, "
-            "portal_tokens, attachments, api_tokens, idempotency_keys, staff_users RESTART IDENTITY CASCADE"
+            "sms_daily_stats, sms_closed_days, portal_tokens, attachments, api_tokens, idempotency_keys, staff_users RESTART IDENTITY CASCADE"
         )
     )
     connection.execute(text("DROP TABLE IF EXISTS bench_seed_info"))

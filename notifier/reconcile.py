@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Channels whose deliveries are sent by a queued job, and so can lose it.
 QUEUED_CHANNELS = (*SMS_CHANNELS, "email", "push")
 LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+PASS_KEY = "pawpost:reconciler:pass"
 
 
 def run_all():
@@ -28,6 +29,17 @@ def run_all():
         "recovered": recover_interrupted_sends() + requeue_interrupted_notifications(),
         "resolved": resolve_missing_receipts(),
     }
+
+
+def take_turn(interval_seconds):
+    """Return True if this process should run the reconciler now, False if another one has this turn.
+
+    Every worker runs the reconciler loop, but one pass per interval is enough for the whole
+    deployment: the first worker to set the key runs it, and the key expires shortly before
+    the next interval, so a worker that died does not stop the passes.
+    """
+    seconds = max(1, int(interval_seconds) - 1)
+    return bool(queues.connection().set(PASS_KEY, "1", nx=True, ex=seconds))
 
 
 def requeue_stalled(older_than_seconds=60, limit=500):

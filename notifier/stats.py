@@ -1,43 +1,118 @@
-"""SMS failure figures for the System Health Dashboard, read from hourly rollups.
+"""SMS failure figures for the System Health Dashboard, read from rollups.
 
 Each SMS delivery is counted once, when it settles: delivered, failed for good (no retry
-left), suppressed before sending, or unknown for lack of a receipt.
+left), suppressed before sending, or unknown for lack of a receipt. It is counted in its
+clinic's row for the hour it settled. Those rows never change once their day is over, so the
+first read after that sums the day into one row per clinic, outcome and category
+(``close_days``). The 7-day and 30-day windows then add up days, and hours only at their ends.
 """
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func
+from sqlalchemy import and_, case, delete, func, literal, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.extensions import db
-from portal.models import SmsHourlyStat, utcnow
+from portal.models import SmsClosedDay, SmsDailyStat, SmsHourlyStat, utcnow
+from portal.models.types import UTCDateTime
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # Thresholds on the 7-day failure rate, as fractions.
 WATCH_AT = 0.05
 INVESTIGATE_ABOVE = 0.08
+CHART_DAYS = 30
+DAY = timedelta(days=1)
+# A day is summed once it has been over this long, so that a text settled just before
+# midnight whose transaction commits just after it is still in the day's sum.
+CLOSE_AFTER = timedelta(hours=1)
 
 
-def record(delivery, outcome, category=None):
-    """Count one settled SMS delivery in its clinic's hourly row."""
-    if delivery.channel != "sms":
+def record(delivery, outcome, category=None, *, channel=None, clinic_id=None):
+    """Count one settled SMS delivery in its clinic's hourly row.
+
+    A caller without a loaded delivery passes ``delivery=None`` with its ``channel`` and
+    ``clinic_id``, which saves loading the delivery and its message.
+    """
+    if delivery is not None:
+        channel = delivery.channel
+    if channel != "sms":
         return
-    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    if delivery is not None:
+        clinic_id = delivery.message.clinic_id
+    _add_to_hour(clinic_id, utcnow(), outcome, category or "", 1)
+
+
+def add_history(clinic_id, when, outcome, count, category=""):
+    """Add ``count`` texts settled at ``when``, in the past or now, as an import of history would.
+
+    If ``when`` falls on a day already summed, the day is reopened and summed again on the next
+    read. The caller commits.
+    """
+    _add_to_hour(clinic_id, when, outcome, category, count)
+    day = _midnight(when)
+    db.session.execute(delete(SmsDailyStat).where(SmsDailyStat.day == day))
+    db.session.execute(delete(SmsClosedDay).where(SmsClosedDay.day == day))
+
+
+def _add_to_hour(clinic_id, when, outcome, category, count):
     values = {
-        "clinic_id": delivery.message.clinic_id,
-        "hour": hour,
+        "clinic_id": clinic_id,
+        "hour": when.replace(minute=0, second=0, microsecond=0),
         "outcome": outcome,
-        "category": category or "",
-        "count": 1,
+        "category": category,
+        "count": count,
     }
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(SmsHourlyStat).values(**values)
+    statement = _insert(SmsHourlyStat).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["clinic_id", "hour", "outcome", "category"],
-        set_={"count": SmsHourlyStat.count + 1},
+        set_={"count": SmsHourlyStat.count + count},
     )
     db.session.execute(statement)
+
+
+def close_days(since, now=None):
+    """Sum the hourly rows of every day from ``since`` that is over and not yet summed.
+
+    Return the midnight from which days are still read hour by hour. The sums are written in
+    their own transaction, and two readers closing the same day write its rows once.
+    """
+    now = now or utcnow()
+    open_from = _midnight(now - CLOSE_AFTER)
+    first = _midnight(since)
+    if first >= open_from:
+        return open_from
+    closed = set(
+        db.session.execute(
+            db.select(SmsClosedDay.day).where(SmsClosedDay.day >= first, SmsClosedDay.day < open_from)
+        ).scalars()
+    )
+    missing = [day for day in _days(first, open_from) if day not in closed]
+    if missing:
+        with db.engine.begin() as connection:
+            for day in missing:
+                connection.execute(_close_statement(day))
+                connection.execute(
+                    _insert(SmsClosedDay).values(day=day, closed_at=utcnow()).on_conflict_do_nothing()
+                )
+    return open_from
+
+
+def _close_statement(day):
+    hourly = SmsHourlyStat
+    sums = (
+        db.select(
+            hourly.clinic_id,
+            literal(day, UTCDateTime),
+            hourly.outcome,
+            hourly.category,
+            func.sum(hourly.count),
+        )
+        .where(hourly.hour >= day, hourly.hour < day + DAY)
+        .group_by(hourly.clinic_id, hourly.outcome, hourly.category)
+    )
+    columns = ["clinic_id", "day", "outcome", "category", "count"]
+    return _insert(SmsDailyStat).from_select(columns, sums).on_conflict_do_nothing()
 
 
 @dataclass
@@ -57,35 +132,29 @@ class Window:
         return self.failed / self.attempted if self.attempted else None
 
 
-def window_figures(clinic_ids, since):
-    """Return the outcome totals and the failures by category since ``since``."""
-    rows = db.session.execute(
-        _scoped(
-            db.select(SmsHourlyStat.outcome, SmsHourlyStat.category, func.sum(SmsHourlyStat.count))
-            .where(SmsHourlyStat.hour >= since)
-            .group_by(SmsHourlyStat.outcome, SmsHourlyStat.category),
-            clinic_ids,
-        )
-    ).all()
-    totals, by_category = Window(), {}
-    for outcome, category, count in rows:
-        setattr(totals, outcome, getattr(totals, outcome) + int(count))
-        if outcome == "failed":
-            by_category[category] = by_category.get(category, 0) + int(count)
-    return totals, by_category
+def summary(clinic_ids=None, now=None):
+    """Return the figures of every window, the 7-day state, the top cause of failures and the daily chart.
 
-
-def summary(clinic_ids=None):
-    """Return the figures of every window, the 7-day state and the top cause of failures."""
-    now = utcnow()
-    windows = {name: window_figures(clinic_ids, now - span) for name, span in WINDOWS.items()}
+    ``clinic_ids`` limits the figures to those clinics; None means every clinic.
+    """
+    now = now or utcnow()
+    open_from = close_days(now - WINDOWS["30d"], now)
+    windows = {name: (Window(), {}) for name in WINDOWS}
+    for outcome, category, *counts in _window_rows(clinic_ids, now, open_from):
+        for (totals, by_category), count in zip(windows.values(), counts):
+            count = int(count or 0)
+            if not count:
+                continue
+            setattr(totals, outcome, getattr(totals, outcome) + count)
+            if outcome == "failed":
+                by_category[category] = by_category.get(category, 0) + count
     week_rate = windows["7d"][0].rate
     top = max(windows["7d"][1].items(), key=lambda item: item[1], default=(None, 0))
     return {
         "windows": windows,
         "state": state_for(week_rate),
         "top_category": top[0],
-        "daily": daily_rates(clinic_ids, days=30),
+        "daily": daily_rates(clinic_ids, CHART_DAYS, now),
     }
 
 
@@ -98,21 +167,35 @@ def state_for(rate):
     return "investigate"
 
 
-def daily_rates(clinic_ids, days):
+def daily_rates(clinic_ids, days, now=None):
     """Return ``[(day, attempted, failed)]`` for the last ``days`` UTC days, oldest first, gaps as zero.
 
-    The database adds the hours up by day, so the cost stays at one row per day and outcome
-    however many clinics are included.
+    Closed days come from the daily rows and the open ones from the hourly rows, summed by the
+    database, so the cost stays at one row per day and outcome however many clinics are included.
     """
-    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    now = now or utcnow()
+    today = _midnight(now)
     start = today - timedelta(days=days - 1)
-    day = _day_of(SmsHourlyStat.hour)
+    open_from = close_days(start, now)
+    daily = SmsDailyStat
     rows = db.session.execute(
         _scoped(
-            db.select(day, SmsHourlyStat.outcome, func.sum(SmsHourlyStat.count))
-            .where(SmsHourlyStat.hour >= start, SmsHourlyStat.outcome != "suppressed")
-            .group_by(day, SmsHourlyStat.outcome),
+            db.select(daily.day, daily.outcome, func.sum(daily.count))
+            .where(daily.day >= start, daily.day < open_from, daily.outcome != "suppressed")
+            .group_by(daily.day, daily.outcome),
             clinic_ids,
+            daily,
+        )
+    ).all()
+    hourly = SmsHourlyStat
+    day = _day_of(hourly.hour)
+    rows += db.session.execute(
+        _scoped(
+            db.select(day, hourly.outcome, func.sum(hourly.count))
+            .where(hourly.hour >= max(start, open_from), hourly.outcome != "suppressed")
+            .group_by(day, hourly.outcome),
+            clinic_ids,
+            hourly,
         )
     ).all()
     buckets = {(start + timedelta(days=n)).date(): [0, 0] for n in range(days)}
@@ -129,23 +212,51 @@ def daily_rates(clinic_ids, days):
     ]
 
 
-def rates_by_clinic(clinic_ids=None):
-    """Return ``{clinic_id: {window: Window}}`` for every window, with one query per window."""
-    now = utcnow()
+def rates_by_clinic(clinic_ids=None, now=None):
+    """Return ``{clinic_id: {window: Window}}`` for every window, with one query per rollup table."""
+    now = now or utcnow()
+    open_from = close_days(now - WINDOWS["30d"], now)
     result = {}
-    for name, span in WINDOWS.items():
-        rows = db.session.execute(
-            _scoped(
-                db.select(SmsHourlyStat.clinic_id, SmsHourlyStat.outcome, func.sum(SmsHourlyStat.count))
-                .where(SmsHourlyStat.hour >= now - span)
-                .group_by(SmsHourlyStat.clinic_id, SmsHourlyStat.outcome),
-                clinic_ids,
-            )
-        ).all()
-        for clinic_id, outcome, count in rows:
+    for clinic_id, outcome, *counts in _window_rows(clinic_ids, now, open_from, by_clinic=True):
+        for name, count in zip(WINDOWS, counts):
             window = result.setdefault(clinic_id, {}).setdefault(name, Window())
-            setattr(window, outcome, getattr(window, outcome) + int(count))
+            setattr(window, outcome, getattr(window, outcome) + int(count or 0))
     return result
+
+
+def _window_rows(clinic_ids, now, open_from, by_clinic=False):
+    """Return one row per outcome and category (or per clinic and outcome) with a sum for each window.
+
+    A window from ``start`` to ``now`` reads the hourly rows up to the first midnight after
+    ``start``, the daily rows of the closed days after it, and the hourly rows of the open days.
+    """
+    hourly_ranges, daily_ranges = {}, {}
+    for name, span in WINDOWS.items():
+        start = now - span
+        first_full_day = start if start == _midnight(start) else _midnight(start) + DAY
+        if first_full_day >= open_from:
+            hourly_ranges[name] = [(start, None)]
+        else:
+            hourly_ranges[name] = [(start, first_full_day), (open_from, None)]
+            daily_ranges[name] = [(first_full_day, open_from)]
+    rows = _sums(SmsHourlyStat, SmsHourlyStat.hour, hourly_ranges, clinic_ids, by_clinic)
+    if daily_ranges:
+        rows += _sums(SmsDailyStat, SmsDailyStat.day, daily_ranges, clinic_ids, by_clinic)
+    return rows
+
+
+def _sums(table, column, ranges, clinic_ids, by_clinic):
+    def within(spans):
+        return or_(*(and_(column >= low, column < high) if high else column >= low for low, high in spans))
+
+    sums = [
+        func.sum(case((within(ranges[name]), table.count), else_=0)) if name in ranges else literal(0)
+        for name in WINDOWS
+    ]
+    keys = (table.clinic_id, table.outcome) if by_clinic else (table.outcome, table.category)
+    every_range = [span for spans in ranges.values() for span in spans]
+    statement = db.select(*keys, *sums).where(within(every_range)).group_by(*keys)
+    return db.session.execute(_scoped(statement, clinic_ids, table)).all()
 
 
 def _day_of(column):
@@ -161,7 +272,22 @@ def _as_date(value):
     return value.date() if isinstance(value, datetime) else value
 
 
-def _scoped(statement, clinic_ids):
+def _scoped(statement, clinic_ids, table):
     if clinic_ids is None:
         return statement
-    return statement.where(SmsHourlyStat.clinic_id.in_(clinic_ids))
+    return statement.where(table.clinic_id.in_(clinic_ids))
+
+
+def _midnight(moment):
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _days(first, end):
+    day = first
+    while day < end:
+        yield day
+        day += DAY
+
+
+def _insert(table):
+    return postgresql.insert(table) if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)

@@ -46,8 +46,11 @@ def build_worker(app, queue_names=queues.QUEUE_ORDER):
 
 
 def start_reconciler(app, interval_seconds):
-    """Run the reconciler every ``interval_seconds`` on a daemon thread; return a stop event."""
-    from notifier.reconcile import run_all
+    """Run the reconciler every ``interval_seconds`` on a daemon thread; return a stop event.
+
+    Each worker starts one, and at most one of them runs a pass in each interval.
+    """
+    from notifier.reconcile import run_all, take_turn
 
     stop = threading.Event()
 
@@ -55,7 +58,8 @@ def start_reconciler(app, interval_seconds):
         while not stop.wait(interval_seconds):
             with app.app_context():
                 try:
-                    run_all()
+                    if take_turn(interval_seconds):
+                        run_all()
                 except Exception:
                     # The loop must outlive one bad pass; the traceback goes to the log.
                     log.exception("Reconciler pass failed; trying again in %s s.", interval_seconds)

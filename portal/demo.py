@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app
 
 from portal.extensions import db
+from notifier import stats
 from notifier.sending import find_or_create_client, send_message
 from portal.models import ApiToken, Client, Clinic, SmsHourlyStat, StaffUser, utcnow
 
@@ -92,16 +93,12 @@ def seed_history(days=30):
             continue
         for day in range(1, days + 1):
             hour = now - timedelta(days=day, hours=rng.randint(0, 8))
-            db.session.add(SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="delivered", count=rng.randint(150, 240)))
+            stats.add_history(clinic.id, hour, "delivered", rng.randint(150, 240))
             for category, weight in HISTORY_FAILURES[clinic.provider].items():
                 count = rng.randint(0, weight)
                 if count:
-                    db.session.add(
-                        SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="failed", category=category, count=count)
-                    )
-            db.session.add(
-                SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome="suppressed", category="opted_out", count=rng.randint(0, 3))
-            )
+                    stats.add_history(clinic.id, hour, "failed", count, category)
+            stats.add_history(clinic.id, hour, "suppressed", rng.randint(0, 3), "opted_out")
     db.session.commit()
 
 

@@ -7,16 +7,16 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func
 
 from conftest import STAFF_PASSWORD, run_worker, wait_for
 from notifier import stats
 from portal.extensions import db
-from portal.models import Delivery, Escalation, SmsHourlyStat, utcnow
+from portal.models import Delivery, Escalation, SmsClosedDay, SmsDailyStat, SmsHourlyStat, utcnow
 
 
 def seed(clinic, hours_ago, outcome, count, category=""):
-    hour = (utcnow() - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
-    db.session.add(SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome=outcome, category=category, count=count))
+    stats.add_history(clinic.id, utcnow() - timedelta(hours=hours_ago), outcome, count, category)
     db.session.commit()
 
 
@@ -216,3 +216,105 @@ def test_operator_sees_every_clinic(client, seeded, factory):
     assert page.status_code == 200
     assert f'data-clinic="{seeded.id}"'.encode() in page.data
     assert b"Other Clinic" in page.data
+
+
+# Closed days ------------------------------------------------------------------------------
+#
+# Hourly rows spread over 33 days, several per day, for two clinics; every figure read through
+# the daily rows must equal the same figure added up from the hourly rows alone.
+
+HISTORY_OUTCOMES = (("delivered", ""), ("failed", "landline"), ("failed", "carrier_filtered"), ("unknown", ""), ("suppressed", "opted_out"))
+
+
+@pytest.fixture
+def history(factory):
+    clinics = [factory.clinic("bandwidth"), factory.clinic("twilio")]
+    base = utcnow().replace(minute=0, second=0, microsecond=0)
+    for hours_ago in range(0, 33 * 24, 5):
+        for number, clinic in enumerate(clinics):
+            outcome, category = HISTORY_OUTCOMES[(hours_ago + number) % len(HISTORY_OUTCOMES)]
+            hour = base - timedelta(hours=hours_ago)
+            db.session.add(SmsHourlyStat(clinic_id=clinic.id, hour=hour, outcome=outcome, category=category, count=1 + hours_ago % 7))
+    db.session.commit()
+    return [clinic.id for clinic in clinics]
+
+
+def hourly_reference(clinic_ids, since):
+    rows = db.session.execute(db.select(SmsHourlyStat).where(SmsHourlyStat.clinic_id.in_(clinic_ids), SmsHourlyStat.hour >= since)).scalars()
+    totals = stats.Window()
+    for row in rows:
+        setattr(totals, row.outcome, getattr(totals, row.outcome) + row.count)
+    return totals
+
+
+# Times of day for "now": just after midnight (yesterday not yet closed), after the hour
+# margin, midday and just before midnight.
+NOW_OFFSETS = [timedelta(minutes=20), timedelta(hours=1, minutes=5), timedelta(hours=12, minutes=30), timedelta(hours=23, minutes=59)]
+
+
+@pytest.mark.parametrize("offset", NOW_OFFSETS, ids=["00:20", "01:05", "12:30", "23:59"])
+@pytest.mark.parametrize("window", list(stats.WINDOWS))
+def test_windows_equal_hourly_sums(history, offset, window):
+    now = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1) + offset
+    expected = hourly_reference(history, now - stats.WINDOWS[window])
+
+    totals, _by_category = stats.summary(history, now=now)["windows"][window]
+
+    assert totals == expected
+
+
+@pytest.mark.parametrize("offset", NOW_OFFSETS, ids=["00:20", "01:05", "12:30", "23:59"])
+def test_daily_chart_equals_hourly_sums(history, offset):
+    now = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1) + offset
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    expected = []
+    for days_back in range(29, -1, -1):
+        day = today - timedelta(days=days_back)
+        rows = db.session.execute(
+            db.select(SmsHourlyStat).where(
+                SmsHourlyStat.clinic_id.in_(history),
+                SmsHourlyStat.hour >= day,
+                SmsHourlyStat.hour < day + timedelta(days=1),
+                SmsHourlyStat.outcome != "suppressed",
+            )
+        ).scalars().all()
+        expected.append((day, sum(row.count for row in rows), sum(row.count for row in rows if row.outcome == "failed")))
+
+    assert stats.daily_rates(history, 30, now=now) == expected
+
+
+def test_reading_closes_past_days_once(history):
+    midday = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    stats.summary(history, now=midday)
+    stats.summary(history, now=midday)
+    closed = db.session.execute(db.select(func.count()).select_from(SmsClosedDay)).scalar()
+
+    assert closed == 30
+
+
+def test_closed_day_sums_equal_its_hours(history):
+    stats.summary(history)
+    day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    hourly = db.session.execute(
+        db.select(func.sum(SmsHourlyStat.count)).where(SmsHourlyStat.hour >= day, SmsHourlyStat.hour < day + timedelta(days=1))
+    ).scalar()
+    daily = db.session.execute(db.select(func.sum(SmsDailyStat.count)).where(SmsDailyStat.day == day)).scalar()
+
+    assert daily == hourly
+
+
+def test_history_reopens_closed_day(history):
+    before = stats.summary(history)["windows"]["7d"][0].failed
+    stats.add_history(history[0], utcnow() - timedelta(days=3), "failed", 40, "landline")
+    db.session.commit()
+
+    after = stats.summary(history)["windows"]["7d"][0].failed
+
+    assert after == before + 40
+
+
+def test_clinic_rates_equal_hourly_sums(history):
+    rates = stats.rates_by_clinic(history)
+    expected = hourly_reference([history[1]], utcnow() - stats.WINDOWS["30d"])
+
+    assert rates[history[1]]["30d"].failed == expected.failed

@@ -14,6 +14,7 @@ import http.client
 import signal
 import socketserver
 import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -382,3 +383,16 @@ def test_missing_receipt_looked_up(client, live, factory, monkeypatch, callback_
     assert resolved == 1
     assert sms_delivery(message_id).status == "delivered"
     assert deliveries_in_flight() == 0
+
+
+def test_one_reconciler_pass_per_interval(app):
+    turns = [reconcile.take_turn(30) for _ in range(3)]
+
+    assert turns == [True, False, False]
+
+
+def test_next_reconciler_pass_after_the_turn_expires(app):
+    reconcile.take_turn(2)
+    time.sleep(1.2)
+
+    assert reconcile.take_turn(2) is True

@@ -1,6 +1,6 @@
 """Messages, their per-channel deliveries and the raw provider event log."""
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -26,6 +26,7 @@ STATUS_RANK = {
 }
 FINAL_RANK = 4
 FAILED_STATUSES = ("undelivered", "failed")
+UNSETTLED_SQL = "status IN ('queued', 'sending', 'accepted', 'sent')"
 
 
 class Message(db.Model):
@@ -69,6 +70,14 @@ class Delivery(db.Model):
         UniqueConstraint("message_id", "channel"),
         Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
         Index("ix_deliveries_status_rank_updated_at", "status_rank", "updated_at"),
+        # The reconciler's look-ups touch only deliveries still on their way, a few among millions.
+        Index(
+            "ix_deliveries_unsettled",
+            "status",
+            "id",
+            postgresql_where=text(UNSETTLED_SQL),
+            sqlite_where=text(UNSETTLED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,4 @@
-"""Hourly SMS outcome counts per clinic, kept up to date as texts settle, and escalations."""
+"""SMS outcome counts per clinic, by hour as texts settle and by day once a day is over, and escalations."""
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -29,6 +29,37 @@ class SmsHourlyStat(db.Model):
     # Empty for delivered and unknown outcomes.
     category: Mapped[str] = mapped_column(String(20), default="")
     count: Mapped[int] = mapped_column(default=0)
+
+
+class SmsDailyStat(db.Model):
+    """The sum of a clinic's hourly rows for one UTC day, outcome and failure category.
+
+    Rows are written once, when the day is closed (see ``SmsClosedDay``), so the dashboard's
+    7-day and 30-day windows add up one row per day instead of 24.
+    """
+
+    __tablename__ = "sms_daily_stats"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "day", "outcome", "category"),
+        Index("ix_sms_daily_stats_day", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    # Midnight UTC at the start of the day.
+    day = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(10))
+    category: Mapped[str] = mapped_column(String(20), default="")
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class SmsClosedDay(db.Model):
+    """A UTC day whose hourly rows, for every clinic, have been summed into ``sms_daily_stats``."""
+
+    __tablename__ = "sms_closed_days"
+
+    day = mapped_column(UTCDateTime, primary_key=True)
+    closed_at = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Escalation(db.Model):

@@ -7,9 +7,9 @@ import pytest
 
 from browser.conftest import new_context
 from conftest import STAFF_PASSWORD, run_worker
-from notifier import gsm
+from notifier import gsm, stats
 from portal.extensions import db
-from portal.models import SmsHourlyStat, utcnow
+from portal.models import utcnow
 from portal_helpers import png_image, wait_for_texts
 
 NUMBER = "+15551230001"
@@ -117,8 +117,7 @@ def test_photo_send_reaches_phone(composer, app, live):
 
 
 def seed(clinic_id, hours_ago, outcome, count, category=""):
-    hour = (utcnow() - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
-    db.session.add(SmsHourlyStat(clinic_id=clinic_id, hour=hour, outcome=outcome, category=category, count=count))
+    stats.add_history(clinic_id, utcnow() - timedelta(hours=hours_ago), outcome, count, category)
     db.session.commit()
 
 
