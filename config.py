@@ -72,6 +72,8 @@ def load(overrides=None):
         "PAWPOST_SANDBOX_URL": _env("SANDBOX_URL"),
         "PAWPOST_PORTAL_TOKEN_DAYS": _int("PORTAL_TOKEN_DAYS", 7),
         "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
+        # Provider calls in flight at once in one worker process, for a batch of texts.
+        "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 8),
         "PAWPOST_SMS_MAX_ATTEMPTS": _int("SMS_MAX_ATTEMPTS", 4),
         "PAWPOST_RETRY_BASE_SECONDS": _int("RETRY_BASE_SECONDS", 30),
         "PAWPOST_RETRY_MAX_SECONDS": _int("RETRY_MAX_SECONDS", 900),
@@ -136,6 +138,10 @@ def load(overrides=None):
     _check_mail(settings, environment)
     _check_vapid(settings, environment)
     _check_sender_rates(settings["PAWPOST_SENDER_RATES"])
+    if not 1 <= settings["PAWPOST_SEND_CONCURRENCY"] <= 64:
+        raise ConfigError(
+            f"{PREFIX}SEND_CONCURRENCY={settings['PAWPOST_SEND_CONCURRENCY']!r} is out of range. Use a number from 1 to 64."
+        )
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
     # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.

@@ -3,8 +3,9 @@
 Creating 1,000 messages one by one costs an ORM flush per row and an RQ enqueue per job, about
 a second in all. Here the clients, messages and deliveries of a batch are written with one
 multi-row INSERT each, and the request queues a single ``enqueue_batch_sends`` job that a
-worker turns into the per-delivery send jobs. Every delivery is committed before that job is
-queued, so a lost fan-out job loses nothing: the reconciler queues stalled deliveries again.
+worker turns into send jobs of ``SEND_BATCH_SIZE`` texts each. Every delivery is committed
+before that job is queued, so a lost fan-out job loses nothing: the reconciler queues stalled
+deliveries again.
 """
 
 import logging
@@ -25,8 +26,9 @@ from portal.models.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 MAX_BATCH_MESSAGES = 1000
-# Send jobs are queued in Redis pipelines of this many.
-ENQUEUE_CHUNK = 500
+# Texts per send job. One job's fixed cost in RQ and PostgreSQL is shared by its texts, and a
+# worker that dies mid-job leaves at most this many sends for the reconciler to look up.
+SEND_BATCH_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -201,23 +203,27 @@ def enqueue_batch(stored, at=None):
 
 
 def enqueue_batch_sends(delivery_ids):
-    """Queue one send job per SMS delivery of a batch, with the ids and options ``queues.enqueue_send`` uses."""
-    queue = queues.queue("sms")
-    connection = queues.connection()
-    for start in range(0, len(delivery_ids), ENQUEUE_CHUNK):
-        chunk = delivery_ids[start : start + ENQUEUE_CHUNK]
-        jobs = [
-            Queue.prepare_data(
-                queues.SEND_JOBS["sms"],
-                (delivery_id,),
-                job_id=queues.send_job_id(delivery_id, 1),
-                result_ttl=600,
-                failure_ttl=7 * 24 * 3600,
-            )
-            for delivery_id in chunk
-        ]
-        with connection.pipeline() as pipeline:
-            queue.enqueue_many(jobs, pipeline=pipeline)
-            pipeline.execute()
-    log.info("Queued %s send jobs of a batch, starting with delivery %s.", len(delivery_ids), delivery_ids[0])
+    """Queue the SMS deliveries of a batch as send jobs of up to ``SEND_BATCH_SIZE`` texts; return the count.
+
+    Each delivery also gets a key naming its job, so the reconciler can tell that it is still
+    queued, as it does for a delivery with its own send job.
+    """
+    chunks = [delivery_ids[start : start + SEND_BATCH_SIZE] for start in range(0, len(delivery_ids), SEND_BATCH_SIZE)]
+    jobs = [
+        Queue.prepare_data(
+            queues.BATCH_SEND_JOB,
+            (chunk,),
+            job_id=f"send-batch-{chunk[0]}-{len(chunk)}",
+            result_ttl=600,
+            failure_ttl=7 * 24 * 3600,
+        )
+        for chunk in chunks
+    ]
+    with queues.connection().pipeline() as pipeline:
+        for chunk, job in zip(chunks, jobs):
+            for delivery_id in chunk:
+                pipeline.set(queues.batch_job_key(delivery_id), job.job_id, ex=queues.BATCH_JOB_KEY_SECONDS)
+        queues.queue("sms").enqueue_many(jobs, pipeline=pipeline)
+        pipeline.execute()
+    log.info("Queued %s texts of a batch in %s send jobs, starting with delivery %s.", len(delivery_ids), len(jobs), delivery_ids[0])
     return len(delivery_ids)

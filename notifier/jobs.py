@@ -1,10 +1,14 @@
 """RQ jobs. Each takes ids, reloads its rows and is safe to run twice."""
 
 import logging
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
+from sqlalchemy.orm import joinedload, selectinload
 
 from notifier import mail, media, metrics, outbound_media, pacing, policy, providers, push, queues, stats, status
 from notifier.pointer import pointer_text
@@ -26,47 +30,212 @@ def send_text(delivery_id):
 
 
 def _send(delivery):
-    message = delivery.message
-    clinic = message.clinic
-    if message.source != "keyword":
-        _look_up_line_type(clinic, message.client.mobile_number)
-    reason = None if message.source == "keyword" else policy.suppression_reason(clinic, message.client.mobile_number)
+    clinic = delivery.message.clinic
+    text = _prepare(delivery, _suppression_reason(clinic, delivery.message))
+    db.session.commit()
+    if isinstance(text, str):
+        return text
+    try:
+        result = _call_provider(clinic, text)
+    except (ProviderError, ProviderUnreachable) as exc:
+        return _record_failed_call(clinic, delivery, exc)
+    status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)
+    db.session.commit()
+    _count_accepted(clinic, delivery, result)
+    return "accepted"
+
+
+def send_texts(delivery_ids):
+    """Send a batch of SMS deliveries, each once per attempt, with several provider calls in flight.
+
+    Each delivery takes the steps of ``send_text``. The batch shares the claim, the loading of
+    rows, the suppression look-ups and the commits, and the provider calls run on
+    ``PAWPOST_SEND_CONCURRENCY`` threads. Returns how many deliveries ended with each outcome.
+    """
+    outcomes = Counter()
+    claimed = claim_many(delivery_ids)
+    outcomes["skipped"] = len(delivery_ids) - len(claimed)
+    if not claimed:
+        return dict(outcomes)
+    deliveries = db.session.execute(
+        db.select(Delivery)
+        .where(Delivery.id.in_(claimed))
+        .options(
+            joinedload(Delivery.message).joinedload(Message.clinic),
+            joinedload(Delivery.message).joinedload(Message.client),
+            joinedload(Delivery.message).selectinload(Message.attachments),
+        )
+        .order_by(Delivery.id)
+    ).scalars().all()
+    reasons = _suppression_reasons(deliveries)
+    ready = []
+    for delivery in deliveries:
+        with _delivery_log_context(delivery):
+            text = _prepare(delivery, reasons.get(delivery.id))
+        if isinstance(text, str):
+            outcomes[text] += 1
+        else:
+            ready.append((delivery, text))
+    # Portal links made for the texts are stored before the texts leave.
+    db.session.commit()
+
+    calls = [(delivery.message.clinic, text) for delivery, text in ready]
+    accepted = []
+    for (delivery, _text), (result, error) in zip(ready, _call_all(calls)):
+        clinic = delivery.message.clinic
+        with _delivery_log_context(delivery):
+            if error is not None:
+                outcomes[_record_failed_call(clinic, delivery, error)] += 1
+            else:
+                accepted.append((delivery, result))
+    _record_accepted_many(accepted)
+    db.session.commit()
+    for delivery, result in accepted:
+        with _delivery_log_context(delivery):
+            _count_accepted(delivery.message.clinic, delivery, result)
+    outcomes["accepted"] += len(accepted)
+    return dict(outcomes)
+
+
+def _delivery_log_context(delivery):
+    return log_context(message_id=delivery.message_id, clinic_id=delivery.message.clinic_id, delivery_id=delivery.id)
+
+
+def _suppression_reason(clinic, message):
+    """Return why a text must not go to ``message``'s client, after a line-type look-up when they are on."""
+    if message.source == "keyword":
+        # Replies to STOP, HELP and START are sent whatever the consent records.
+        return None
+    _look_up_line_type(clinic, message.client.mobile_number)
+    return policy.suppression_reason(clinic, message.client.mobile_number)
+
+
+def _suppression_reasons(deliveries):
+    """Return ``{delivery_id: reason}`` for the deliveries of a batch that must not be sent."""
+    reasons = {}
+    by_clinic = {}
+    for delivery in deliveries:
+        message = delivery.message
+        if message.source == "keyword":
+            continue
+        _look_up_line_type(message.clinic, message.client.mobile_number)
+        by_clinic.setdefault(message.clinic_id, (message.clinic, []))[1].append(delivery)
+    for clinic, members in by_clinic.values():
+        found = policy.suppression_reasons(clinic, {delivery.message.client.mobile_number for delivery in members})
+        for delivery in members:
+            reason = found.get(delivery.message.client.mobile_number)
+            if reason is not None:
+                reasons[delivery.id] = reason
+    return reasons
+
+
+def _prepare(delivery, reason):
+    """Return the text to send for a claimed delivery, or the outcome when it must not be sent.
+
+    A suppressed or expired delivery is settled here. The caller commits.
+    """
     if reason is not None:
         # No provider call: the portal copy and other channels carry the message.
         status.advance(delivery, "suppressed", category=reason)
-        db.session.commit()
         metrics.SUPPRESSED.labels(reason).inc()
         log.info("Delivery %s suppressed before sending: %s.", delivery.id, reason)
         return "suppressed"
-
-    text = _outbound_text(clinic, delivery)
+    text = _outbound_text(delivery.message.clinic, delivery)
     if text.expires_at <= utcnow():
         # Past its validity a reminder may be wrong or misleading, so it is not sent late.
         if status.advance(delivery, "failed", "expired", category="temporary"):
             stats.record(delivery, "failed", "temporary")
-        db.session.commit()
         log.info("Delivery %s expired before it could be sent.", delivery.id)
         return "expired"
-    db.session.commit()
+    return text
+
+
+def _call_provider(clinic, text):
     # Last step before the provider call, so the provider receives the text at its reserved slot.
     pacing.wait_for_turn(clinic.sender_number)
-    try:
-        result = _adapter(clinic).send(text)
-    except ProviderError as exc:
-        return _record_rejection(clinic, delivery, exc)
-    except ProviderUnreachable as exc:
-        # The provider may have the message, so the reconciler looks it up before any resend.
-        log.warning("Provider call for delivery %s failed with no response (%s); left for the reconciler.", delivery.id, exc)
-        return "unconfirmed"
+    return _adapter(clinic).send(text)
 
-    status.advance(delivery, "accepted", provider_message_id=result.provider_message_id)
-    db.session.commit()
+
+def _call_all(calls):
+    """Make every ``(clinic, text)`` provider call; return ``[(result, error)]`` in the same order.
+
+    The calls run on the process's send threads. Adapters are made here first, because they
+    read the app's settings, and each thread pushes its own app context for pacing.
+    """
+    adapters = {clinic.id: _adapter(clinic) for clinic, _text in calls}
+    app = current_app._get_current_object()
+
+    def call(item):
+        clinic, text = item
+        with app.app_context():
+            pacing.wait_for_turn(clinic.sender_number)
+        try:
+            return adapters[clinic.id].send(text), None
+        except (ProviderError, ProviderUnreachable) as exc:
+            return None, exc
+
+    if len(calls) == 1:
+        return [call(calls[0])]
+    return list(_send_threads(app.config["PAWPOST_SEND_CONCURRENCY"]).map(call, calls))
+
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def _send_threads(size):
+    """Return the process's pool of send threads, made on first use."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="send")
+    return _executor
+
+
+def _record_failed_call(clinic, delivery, exc):
+    if isinstance(exc, ProviderError):
+        return _record_rejection(clinic, delivery, exc)
+    # The provider may have the message, so the reconciler looks it up before any resend.
+    log.warning("Provider call for delivery %s failed with no response (%s); left for the reconciler.", delivery.id, exc)
+    return "unconfirmed"
+
+
+def _record_accepted_many(accepted):
+    """Move every ``(delivery, result)`` of a batch to ``accepted`` with two statements in all.
+
+    The conditions are those of ``status.advance``: a callback that arrived first keeps its
+    later status, and the provider's id is kept either way.
+    """
+    if not accepted:
+        return
+    table = Delivery.__table__
+    now = utcnow()
+    connection = db.session.connection()
+    connection.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.status_rank < STATUS_RANK["accepted"],
+            table.c.attempts == bindparam("b_attempts"),
+            table.c.next_attempt_at.is_(None),
+        )
+        .values(status="accepted", status_rank=STATUS_RANK["accepted"], updated_at=bindparam("b_now")),
+        [{"b_id": delivery.id, "b_attempts": delivery.attempts, "b_now": now} for delivery, _result in accepted],
+    )
+    connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.provider_message_id.is_(None))
+        .values(provider_message_id=bindparam("b_provider_id")),
+        [{"b_id": delivery.id, "b_provider_id": result.provider_message_id} for delivery, result in accepted],
+    )
+
+
+def _count_accepted(clinic, delivery, result):
     metrics.SENDS.labels(clinic.provider, delivery.channel).inc()
     if delivery.channel == "pointer" and delivery.attempts == 1:
         # The pointer row is created by the callback that reported the filter.
         metrics.CALLBACK_TO_FALLBACK.observe((utcnow() - delivery.created_at).total_seconds())
     log.info("Delivery %s accepted by %s as %s.", delivery.id, clinic.provider, result.provider_message_id)
-    return "accepted"
 
 
 def send_email(delivery_id):
@@ -182,6 +351,35 @@ def _claimed(delivery_id):
     return db.session.get(Delivery, delivery_id)
 
 
+def claim_many(delivery_ids):
+    """Claim every queued delivery of ``delivery_ids`` as ``claim`` does; return the ids claimed."""
+    statement = (
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == "queued")
+        .values(**_claim_values())
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = sorted(db.session.execute(statement).scalars())
+    db.session.commit()
+    skipped = len(delivery_ids) - len(claimed)
+    if skipped:
+        log.info("%s of %s deliveries of a batch were not queued; another worker has them or they are done.", skipped, len(delivery_ids))
+    return claimed
+
+
+def _claim_values():
+    now = utcnow()
+    return {
+        "status": "sending",
+        "status_rank": STATUS_RANK["sending"],
+        "attempts": Delivery.attempts + 1,
+        "claimed_at": now,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+
+
 def claim(delivery_id):
     """Move a queued delivery to ``sending`` and count the attempt; return False if it was not queued.
 
@@ -191,14 +389,7 @@ def claim(delivery_id):
     statement = (
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status == "queued")
-        .values(
-            status="sending",
-            status_rank=STATUS_RANK["sending"],
-            attempts=Delivery.attempts + 1,
-            claimed_at=utcnow(),
-            next_attempt_at=None,
-            updated_at=utcnow(),
-        )
+        .values(**_claim_values())
         .execution_options(synchronize_session=False)
     )
     claimed = db.session.execute(statement).rowcount == 1

@@ -62,22 +62,45 @@ def schedule_retry(delivery, when):
 
 def suppression_reason(clinic, number):
     """Return ``opted_out`` or ``landline`` when Pawpost must not text ``number`` from this clinic."""
-    consent = db.session.execute(
-        db.select(Consent).where(Consent.sender_number == clinic.sender_number, Consent.client_number == number)
-    ).scalar_one_or_none()
-    if consent is not None and consent.opted_out:
-        return "opted_out"
-    line = db.session.execute(db.select(PhoneLine).where(PhoneLine.number == number)).scalar_one_or_none()
-    if line is not None and line.line_type == "landline":
-        return "landline"
-    # The clinic's PIMS lists no mobile number for this client, so the number kept on the
+    return suppression_reasons(clinic, [number]).get(number)
+
+
+def suppression_reasons(clinic, numbers):
+    """Return ``{number: reason}`` for each of ``numbers`` that Pawpost must not text from this clinic.
+
+    The reason is ``opted_out`` or ``landline``, with three queries however many numbers there are.
+    """
+    numbers = list(numbers)
+    opted_out = set(
+        db.session.execute(
+            db.select(Consent.client_number).where(
+                Consent.sender_number == clinic.sender_number,
+                Consent.client_number.in_(numbers),
+                Consent.opted_out.is_(True),
+            )
+        ).scalars()
+    )
+    landlines = set(
+        db.session.execute(
+            db.select(PhoneLine.number).where(PhoneLine.number.in_(numbers), PhoneLine.line_type == "landline")
+        ).scalars()
+    )
+    # The clinic's PIMS lists no mobile number for these clients, so the number kept on the
     # record must not be texted. Staff see the landline reason and fix the record.
-    untextable = db.session.execute(
-        db.select(Client.id).where(Client.clinic_id == clinic.id, Client.mobile_number == number, Client.textable.is_(False))
-    ).first()
-    if untextable is not None:
-        return "landline"
-    return None
+    untextable = set(
+        db.session.execute(
+            db.select(Client.mobile_number).where(
+                Client.clinic_id == clinic.id, Client.mobile_number.in_(numbers), Client.textable.is_(False)
+            )
+        ).scalars()
+    )
+    reasons = {}
+    for number in numbers:
+        if number in opted_out:
+            reasons[number] = "opted_out"
+        elif number in landlines or number in untextable:
+            reasons[number] = "landline"
+    return reasons
 
 
 def record_consent(sender_number, client_number, opted_out, source, message_id=None):

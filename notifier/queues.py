@@ -22,6 +22,8 @@ SEND_JOBS = {
     "email": "notifier.jobs.send_email",
     "push": "notifier.jobs.send_push",
 }
+# The job that sends a batch's texts several at a time, see ``notifier.batch``.
+BATCH_SEND_JOB = "notifier.jobs.send_texts"
 
 
 def connection():
@@ -40,6 +42,15 @@ def queue(name):
 def send_job_id(delivery_id, attempt):
     """Return the RQ job id for one send attempt, so the reconciler can tell if it is still queued."""
     return f"send-{delivery_id}-{attempt}"
+
+
+# How long the key naming a delivery's batch send job is kept: longer than any backlog lasts.
+BATCH_JOB_KEY_SECONDS = 24 * 3600
+
+
+def batch_job_key(delivery_id):
+    """Return the Redis key that names the batch send job of a delivery's first attempt."""
+    return f"pawpost:send-batch-of:{delivery_id}"
 
 
 def enqueue_send(delivery, at=None):

@@ -214,12 +214,21 @@ def _adapter(clinic):
 
 
 def _has_live_job(delivery):
-    job_id = queues.send_job_id(delivery.id, delivery.attempts + 1)
+    """Return True when the delivery's own send job, or the batch send job it belongs to, is still live."""
     try:
-        job = Job.fetch(job_id, connection=queues.connection())
-    except NoSuchJobError:
-        return False
+        job_ids = [queues.send_job_id(delivery.id, delivery.attempts + 1)]
+        if delivery.attempts == 0:
+            batch_job_id = queues.connection().get(queues.batch_job_key(delivery.id))
+            if batch_job_id is not None:
+                job_ids.append(batch_job_id.decode())
+        for job_id in job_ids:
+            try:
+                job = Job.fetch(job_id, connection=queues.connection())
+            except NoSuchJobError:
+                continue
+            if job.get_status() in LIVE_JOB_STATUSES:
+                return True
     except redis.exceptions.RedisError:
         # Without Redis nothing can be queued anyway; the next pass tries again.
         return True
-    return job.get_status() in LIVE_JOB_STATUSES
+    return False
