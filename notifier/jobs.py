@@ -423,6 +423,7 @@ def _adapter(clinic):
         clinic,
         sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
         timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
+        connections=current_app.config["PAWPOST_SEND_CONCURRENCY"],
     )
 
 

@@ -7,12 +7,12 @@ import redis
 from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from notifier import providers, queues, status
 from notifier.providers import ProviderError, ProviderUnreachable
 from portal.extensions import db
-from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
+from portal.models import SMS_CHANNELS, STATUS_RANK, Delivery, IdempotencyKey, Message, ProviderEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,26 @@ PASS_KEY = "pawpost:reconciler:pass"
 
 
 def run_all():
-    """Run every repair once; return how many deliveries each one touched."""
+    """Run every repair once; return how many rows each one touched."""
     return {
         "requeued": requeue_stalled(),
         "recovered": recover_interrupted_sends() + requeue_interrupted_notifications(),
         "resolved": resolve_missing_receipts(),
+        "idempotency_keys_deleted": prune_idempotency_keys(),
     }
+
+
+def prune_idempotency_keys(limit=5000):
+    """Delete up to ``limit`` Idempotency-Key rows older than ``PAWPOST_IDEMPOTENCY_KEY_HOURS``; return the count."""
+    cutoff = utcnow() - timedelta(hours=current_app.config["PAWPOST_IDEMPOTENCY_KEY_HOURS"])
+    oldest = db.select(IdempotencyKey.id).where(IdempotencyKey.created_at < cutoff).order_by(IdempotencyKey.id).limit(limit)
+    deleted = db.session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.id.in_(oldest)).execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if deleted:
+        log.info("Deleted %s idempotency keys older than %s hours.", deleted, current_app.config["PAWPOST_IDEMPOTENCY_KEY_HOURS"])
+    return deleted
 
 
 def take_turn(interval_seconds):
@@ -210,6 +224,7 @@ def _adapter(clinic):
         clinic,
         sandbox_url=current_app.config["PAWPOST_SANDBOX_URL"],
         timeout=current_app.config["PAWPOST_SEND_TIMEOUT_SECONDS"],
+        connections=current_app.config["PAWPOST_SEND_CONCURRENCY"],
     )
 
 

@@ -13,7 +13,7 @@ from rq import Queue
 from api_helpers import PNG, app_settings, media_server  # noqa: F401  (fixture)
 from conftest import run_worker
 from helpers import BODY, bearer, count
-from notifier import queues, remote_media
+from notifier import queues, reconcile, remote_media
 from portal.extensions import db
 from portal.models import Attachment, Client, Clinic, Delivery, IdempotencyKey, Message, utcnow
 
@@ -421,6 +421,33 @@ def test_idempotent_replay(client, token):
     assert second.headers["Location"] == first.headers["Location"]
     assert count(Message) == 1
     assert sms_queue().count == 1
+
+
+def age_idempotency_keys(hours):
+    db.session.execute(db.update(IdempotencyKey).values(created_at=utcnow() - timedelta(hours=hours)))
+    db.session.commit()
+
+
+@pytest.mark.parametrize(("age_hours", "kept"), [(47, 1), (49, 0)])
+def test_idempotency_key_pruned_after_48_hours(client, token, age_hours, kept):
+    post(client, token, {"to": TO, "body": BODY}, **{"Idempotency-Key": "order-1"})
+    age_idempotency_keys(age_hours)
+
+    reconcile.prune_idempotency_keys()
+
+    assert count(IdempotencyKey) == kept
+
+
+def test_pruned_idempotency_key_sends_again(client, token):
+    post(client, token, {"to": TO, "body": BODY}, **{"Idempotency-Key": "order-1"})
+    age_idempotency_keys(49)
+    reconcile.prune_idempotency_keys()
+
+    again = post(client, token, {"to": TO, "body": BODY}, **{"Idempotency-Key": "order-1"})
+
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers
+    assert count(Message) == 2
 
 
 def test_idempotent_key_order_ignored(client, token):

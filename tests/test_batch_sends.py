@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+import config
 from conftest import run_worker
 from helpers import BODY, bearer, count
 from notifier import batch, jobs, policy, queues, reconcile
@@ -162,3 +163,11 @@ def test_reconciler_requeues_lost_batch_job(client, token):
 
     assert requeued == 3
     assert count(Message) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "65", "-3"])
+def test_config_rejects_send_concurrency(monkeypatch, value):
+    monkeypatch.setenv("PAWPOST_SEND_CONCURRENCY", value)
+
+    with pytest.raises(config.ConfigError, match=f"PAWPOST_SEND_CONCURRENCY={value} is out of range"):
+        config.load({"PAWPOST_ENV": "development"})

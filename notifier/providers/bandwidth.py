@@ -23,7 +23,7 @@ _LIST_STATUS = {
 class BandwidthProvider:
     name = "bandwidth"
 
-    def __init__(self, account_id, username, password, application_id, sandbox_url=None, timeout=15):
+    def __init__(self, account_id, username, password, application_id, sandbox_url=None, timeout=15, connections=10):
         if sandbox_url:
             # Each SDK operation carries its own host list; ignoring it makes ``host`` win.
             config = Configuration(
@@ -40,6 +40,8 @@ class BandwidthProvider:
         ) + f"/api/v2/users/{account_id}/media/"
         self.application_id = application_id
         self.timeout = timeout
+        # One connection for each of a batch's concurrent calls.
+        config.connection_pool_maxsize = connections
         client = ApiClient(config)
         self.api = MessagesApi(client)
         self.media_api = MediaApi(client)

@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -14,8 +15,11 @@ from notifier.providers.base import ProviderError, ProviderUnreachable, SendResu
 class TwilioProvider:
     name = "twilio"
 
-    def __init__(self, account_sid, auth_token, sandbox_url=None, timeout=15):
+    def __init__(self, account_sid, auth_token, sandbox_url=None, timeout=15, connections=10):
         http_client = TwilioHttpClient(pool_connections=True, timeout=timeout)
+        # The SDK keeps CPUs + 4 connections (six on two cores), and each concurrent call of a batch needs one.
+        for scheme in ("https://", "http://"):
+            http_client.session.mount(scheme, HTTPAdapter(pool_maxsize=connections))
         self.client = Client(account_sid, auth_token, http_client=http_client)
         self.media_prefix = "https://api.twilio.com/"
         self.timeout = timeout

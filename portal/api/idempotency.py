@@ -4,7 +4,8 @@ The key row is inserted in the same transaction as the message, and the unique c
 ``(clinic_id, key)`` decides between concurrent duplicates. The second insert waits for the
 first transaction and then fails, so the second request replays the stored response instead
 of sending again. A request rejected before it sends anything (invalid input, a media URL that
-could not be fetched) stores nothing, so it can be retried with the same key.
+could not be fetched) stores nothing, so it can be retried with the same key. The reconciler
+deletes keys older than ``PAWPOST_IDEMPOTENCY_KEY_HOURS``, after which a key can be used again.
 """
 
 import hashlib
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
-# NOTE: key rows never expire because nothing prunes idempotency_keys yet, so a key
-# stays bound to its first request for good.
 
 
 def key_from_request():

@@ -303,7 +303,8 @@ PATHS = {
                     "required": False,
                     "description": (
                         "Retries with the same key and request return the first response (header Idempotent-Replayed: "
-                        "true) and send nothing; the same key with a different request gets 422."
+                        "true) and send nothing; the same key with a different request gets 422. Keys are kept for "
+                        "PAWPOST_IDEMPOTENCY_KEY_HOURS (48 by default) and can be used again after that."
                     ),
                     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
                 }
