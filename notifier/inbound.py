@@ -97,5 +97,9 @@ def act_on_keyword(message):
     if message.keyword == "opt_in" and not was_opted_out:
         # YES is also the everyday reply to "Reply YES to confirm", so only a real opt-in is confirmed.
         return None
+    if message.keyword == "opt_out" and was_opted_out:
+        # The opt-out was confirmed when it was made; a repeated STOP gets no second text.
+        log.info("Client %s repeated an opt-out from clinic %s; no second confirmation.", client.id, clinic.id)
+        return None
     text = {"opt_out": OPT_OUT_REPLY, "opt_in": OPT_IN_REPLY}.get(message.keyword, "").format(clinic=clinic.name)
     return send_message(client, text or clinic.help_reply, source="keyword")

@@ -230,6 +230,18 @@ def test_bandwidth_start_confirmed(live, factory):
     ]
 
 
+def test_bandwidth_repeated_stop_confirmed_once(live, factory):
+    clinic = factory.clinic("bandwidth", name="Happy Paws")
+
+    text_clinic(live, PHONE, clinic, "STOP")
+    text_clinic(live, PHONE, clinic, "stop")
+    run_worker(live.app)
+    wait_for_callbacks(live)
+
+    assert received(live, PHONE) == [OPT_OUT_REPLY.format(clinic="Happy Paws")]
+    assert consent(clinic, PHONE).opted_out is True
+
+
 def test_yes_without_opt_out_no_reply(live, factory):
     # YES is an opt-in keyword and also the usual reply to "Reply YES to confirm".
     clinic = factory.clinic("bandwidth")
