@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 from flask import redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import update
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, login_manager
 from portal.models import Client, StaffUser
@@ -30,7 +31,8 @@ def load_user(user_id):
         return db.session.get(StaffUser, int(raw_id))
     if kind != "client":
         return None
-    client = db.session.get(Client, int(raw_id))
+    # Every portal page names the record's clinic, so it comes in the same statement.
+    client = db.session.get(Client, int(raw_id), options=[joinedload(Client.clinic)])
     # A session from before the client's last logout names an older version and is refused.
     if client is None or version != str(client.session_version):
         return None

@@ -5,6 +5,7 @@ import logging
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import update
+from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import media
@@ -225,8 +226,8 @@ def logout():
 
 
 def get_thread_or_404(client_id):
-    """Return the client record of a thread if it belongs to the signed-in pet parent, else 404."""
-    record = db.session.get(Client, client_id)
+    """Return the client record of a thread, with its clinic, if it belongs to the signed-in pet parent, else 404."""
+    record = db.session.get(Client, client_id, options=[joinedload(Client.clinic)])
     if record is None or record.mobile_number != current_user.mobile_number:
         abort(404)
     return record
@@ -247,15 +248,17 @@ def get_message_or_404(message_id):
 def _render_thread(record, form, error=None, status=200):
     before = request.args.get("before", type=int)
     messages, has_older = threads.thread_messages(record, before=before, limit=THREAD_PAGE_SIZE)
-    portal_copies = [m.delivery("portal") for m in messages]
-    unread, _unread_chat = threads.unread_counts([record.id]).get(record.id, (0, 0))
+    # A page holding the whole thread already shows whether anything in it is unread.
+    unread = any(m.unread for m in messages)
+    if not unread and (has_older or before is not None):
+        unread = record.id in threads.unread_counts([record.id])
     page = render_template(
         "portal/thread.html",
         record=record,
         messages=messages,
         has_older=has_older,
         unread=unread,
-        has_chat=any(copy is not None and copy.chat_notification for copy in portal_copies),
+        has_chat=any(m.chat_notification for m in messages),
         form=form,
         error=error,
         photo_max_mb=PHOTO_MAX_BYTES // (1024 * 1024),

@@ -1,12 +1,15 @@
 """Pet Portal inbox: one thread per clinic, unread counts, read only by POST, attachments for the owner."""
 
 import re
+from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from helpers import BODY, csrf_token, delivery
 from portal.extensions import db
-from portal.models import utcnow
+from portal.models import Delivery, Message, utcnow
 from portal_helpers import (
     inbound_message,
     page_token,
@@ -355,3 +358,145 @@ def test_inbox_mark_all_button_only_when_unread(client, person):
 
     assert "Mark all as read" not in html
     assert csrf_token(html.encode())
+
+
+@contextmanager
+def counted_statements():
+    """Collect the SQL statements the app sends while the block runs.
+
+    The test client shares the test's database session, so it is emptied first. A request then
+    starts with nothing loaded, as in production.
+    """
+    db.session.remove()
+    statements = []
+
+    def record(_connection, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def add_threads(factory, count, first=0):
+    """Give the MOBILE pet parent ``count`` more clinics, each thread with a message, some with more."""
+    records = []
+    for number in range(first, first + count):
+        clinic = factory.clinic("bandwidth", name=f"Clinic {number:02d}")
+        record = factory.client(clinic, MOBILE)
+        portal_message(clinic, record, chat=number % 2 == 0, read=number % 3 == 0)
+        if number % 4 == 0:
+            inbound_message(clinic, record, body=f"Reply {number}")
+        if number % 5 == 0:
+            portal_message(clinic, record, body="", files=[png_image(seed=number)])
+        records.append(record)
+    return records
+
+
+def test_inbox_statement_count_fixed(client, factory):
+    records = add_threads(factory, 3)
+    sign_in(client, records[0].id)
+    with counted_statements() as three:
+        first = client.get("/inbox")
+    add_threads(factory, 9, first=3)
+    with counted_statements() as twelve:
+        second = client.get("/inbox")
+
+    assert len(clinic_order(first.get_data(as_text=True))) == 3
+    assert len(clinic_order(second.get_data(as_text=True))) == 12
+    assert len(twelve) == len(three)
+    assert len(twelve) <= 4
+
+
+def test_thread_page_statements(client, person):
+    at_happy, _, _ = person
+    for number in range(20):
+        portal_message(at_happy.clinic, at_happy, body=f"Message number {number}.", read=number < 19)
+    portal_message(at_happy.clinic, at_happy, body="", files=[png_image()])
+    thread_path = f"/inbox/threads/{at_happy.id}"
+    sign_in(client, at_happy.id)
+
+    with counted_statements() as statements:
+        response = client.get(thread_path)
+
+    assert response.status_code == 200
+    assert len(re.findall(r'id="message-\d+"', response.get_data(as_text=True))) == 21
+    assert len(statements) <= 3
+
+
+def hidden_scheduled(clinic, record):
+    message = portal_message(clinic, record, body="Scheduled for tomorrow")
+    message.send_at = utcnow() + timedelta(days=1)
+    db.session.commit()
+
+
+def due_scheduled(clinic, record):
+    message = portal_message(clinic, record, body="Scheduled an hour ago")
+    message.send_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+
+
+def sms_only(clinic, record):
+    message = Message(clinic_id=clinic.id, client_id=record.id, body="Text without a portal copy", source="api")
+    db.session.add_all([message, Delivery(message=message, channel="sms")])
+    db.session.commit()
+
+
+def reply(clinic, record):
+    inbound_message(clinic, record, body="Thanks, see you Tuesday.")
+
+
+def photo_only(clinic, record):
+    portal_message(clinic, record, body="", files=[png_image()])
+
+
+@pytest.mark.parametrize(
+    ("newest", "preview"),
+    [
+        (hidden_scheduled, "Older visible message"),
+        (due_scheduled, "Scheduled an hour ago"),
+        (sms_only, "Older visible message"),
+        (reply, "You: Thanks, see you Tuesday."),
+        (photo_only, "Photo"),
+    ],
+    ids=["scheduled_later", "scheduled_due", "sms_only", "reply", "photo_only"],
+)
+def test_inbox_preview_newest_visible(client, person, newest, preview):
+    at_happy, at_maple, _ = person
+    portal_message(at_happy.clinic, at_happy, body="Older visible message")
+    newest(at_happy.clinic, at_happy)
+    portal_message(at_maple.clinic, at_maple, body="Other clinic")
+    sign_in(client, at_happy.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+    previews = [" ".join(text.split()) for text in re.findall(r'class="preview">(.*?)</span>', html, re.S)]
+
+    assert previews == ["Other clinic", preview]
+
+
+def test_inbox_hides_empty_thread(client, person):
+    at_happy, at_maple, _ = person
+    portal_message(at_maple.clinic, at_maple, body="From Maple Street")
+    sign_in(client, at_happy.id)
+
+    html = client.get("/inbox").get_data(as_text=True)
+
+    assert clinic_order(html) == ["Maple Street Vets"]
+
+
+@pytest.mark.parametrize(
+    ("unread_message", "shown"),
+    [("newest", True), ("oldest", True), ("none", False)],
+)
+def test_thread_mark_all_older_pages(client, person, unread_message, shown):
+    at_happy, _, _ = person
+    unread_number = {"newest": 51, "oldest": 0, "none": None}[unread_message]
+    for number in range(52):
+        portal_message(at_happy.clinic, at_happy, body=f"Message number {number}.", read=number != unread_number)
+    sign_in(client, at_happy.id)
+
+    html = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
+
+    assert ("Mark all as read" in html) is shown

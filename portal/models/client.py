@@ -19,8 +19,9 @@ class Client(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
     name: Mapped[str] = mapped_column(String(120), default="")
-    # E.164, normalised with the clinic's country as default.
-    mobile_number: Mapped[str] = mapped_column(String(20))
+    # E.164, normalised with the clinic's country as default. Indexed on its own because every
+    # Pet Portal page finds the person's records at all clinics by this number.
+    mobile_number: Mapped[str] = mapped_column(String(20), index=True)
     email: Mapped[str | None] = mapped_column(String(254))
     # The client's id in the clinic's practice-management system, and every number it lists
     # (JSON: [{"number", "type"}]); mobile_number is the one chosen for texts.

@@ -33,6 +33,8 @@ class Message(db.Model):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_client_id_created_at", "client_id", "created_at"),
+        # The Pet Portal inbox and thread pages walk a thread's messages back from the newest id.
+        Index("ix_messages_client_id_id", "client_id", "id"),
         UniqueConstraint("clinic_id", "provider_message_id"),
     )
 
