@@ -51,6 +51,9 @@ def discard_rows_after(marker):
         # come first, so the rows of later clinics are all benchmark residue.
         "DELETE FROM sms_hourly_stats WHERE clinic_id > :seeded_clinics",
         "DELETE FROM sms_daily_stats WHERE clinic_id > :seeded_clinics",
+        # The sums across clinics may contain such rows too; the next read sums them again.
+        "DELETE FROM sms_fleet_hourly_stats",
+        "DELETE FROM sms_rollup_marks",
     ]
     # A request or job still finishing can add a row that refers to one being deleted, so a
     # failed pass is retried once it had time to end.

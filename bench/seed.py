@@ -78,7 +78,8 @@ def _truncate(connection):
     connection.execute(
         text(
             "TRUNCATE messages, deliveries, clients, clinics, provider_events, sms_hourly_stats, "
-            "sms_daily_stats, sms_closed_days, portal_tokens, attachments, api_tokens, idempotency_keys, staff_users RESTART IDENTITY CASCADE"
+            "sms_daily_stats, sms_closed_days, sms_fleet_hourly_stats, sms_rollup_marks, "
+            "portal_tokens, attachments, api_tokens, idempotency_keys, staff_users RESTART IDENTITY CASCADE"
         )
     )
     connection.execute(text("DROP TABLE IF EXISTS bench_seed_info"))

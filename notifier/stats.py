@@ -5,16 +5,18 @@ left), suppressed before sending, or unknown for lack of a receipt. It is counte
 clinic's row for the hour it settled. Those rows never change once their day is over, so the
 first read after that sums the day into one row per clinic, outcome and category
 (``close_days``). The 7-day and 30-day windows then add up days, and hours only at their ends.
+Figures across every clinic, for operators, read closed hours summed across clinics instead
+(``close_fleet_hours``).
 """
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, case, delete, func, literal, or_
+from sqlalchemy import and_, case, delete, func, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.extensions import db
-from portal.models import SmsClosedDay, SmsDailyStat, SmsHourlyStat, utcnow
+from portal.models import SmsClosedDay, SmsDailyStat, SmsFleetHourlyStat, SmsHourlyStat, SmsRollupMark, utcnow
 from portal.models.types import UTCDateTime
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -23,9 +25,10 @@ WATCH_AT = 0.05
 INVESTIGATE_ABOVE = 0.08
 CHART_DAYS = 30
 DAY = timedelta(days=1)
-# A day is summed once it has been over this long, so that a text settled just before
-# midnight whose transaction commits just after it is still in the day's sum.
+# A day or hour is summed once it has been over this long, so that a text settled just before
+# its end whose transaction commits just after it is still in the sum.
 CLOSE_AFTER = timedelta(hours=1)
+FLEET_MARK = "fleet_hourly"
 
 
 def record(delivery, outcome, category=None, *, channel=None, clinic_id=None):
@@ -53,6 +56,11 @@ def add_history(clinic_id, when, outcome, count, category=""):
     day = _midnight(when)
     db.session.execute(delete(SmsDailyStat).where(SmsDailyStat.day == day))
     db.session.execute(delete(SmsClosedDay).where(SmsClosedDay.day == day))
+    hour = _hour(when)
+    db.session.execute(delete(SmsFleetHourlyStat).where(SmsFleetHourlyStat.hour == hour))
+    db.session.execute(
+        update(SmsRollupMark).where(SmsRollupMark.name == FLEET_MARK, SmsRollupMark.until > hour).values(until=hour)
+    )
 
 
 def _add_to_hour(clinic_id, when, outcome, category, count):
@@ -98,6 +106,41 @@ def close_days(since, now=None):
     return open_from
 
 
+def close_fleet_hours(now=None):
+    """Sum every clinic's hourly rows into one row per hour, outcome and category, for the hours that are over.
+
+    Return the hour from which the figures across all clinics still read the clinics' own
+    hourly rows. Only the hours of the longest window are summed.
+    """
+    now = now or utcnow()
+    open_from = _hour(now - CLOSE_AFTER)
+    oldest = _hour(now - WINDOWS["30d"])
+    mark = db.session.execute(db.select(SmsRollupMark.until).where(SmsRollupMark.name == FLEET_MARK)).scalar()
+    start = oldest if mark is None else max(mark, oldest)
+    if start >= open_from:
+        return open_from
+    hourly = SmsHourlyStat
+    sums = (
+        db.select(hourly.hour, hourly.outcome, hourly.category, func.sum(hourly.count))
+        .where(hourly.hour >= start, hourly.hour < open_from)
+        .group_by(hourly.hour, hourly.outcome, hourly.category)
+    )
+    marks = _insert(SmsRollupMark).values(name=FLEET_MARK, until=open_from)
+    marks = marks.on_conflict_do_update(
+        index_elements=["name"],
+        # Two readers may close hours at once; the mark only moves forward.
+        set_={"until": case((marks.excluded.until > SmsRollupMark.until, marks.excluded.until), else_=SmsRollupMark.until)},
+    )
+    with db.engine.begin() as connection:
+        connection.execute(
+            _insert(SmsFleetHourlyStat)
+            .from_select(["hour", "outcome", "category", "count"], sums)
+            .on_conflict_do_nothing()
+        )
+        connection.execute(marks)
+    return open_from
+
+
 def _close_statement(day):
     hourly = SmsHourlyStat
     sums = (
@@ -138,9 +181,9 @@ def summary(clinic_ids=None, now=None):
     ``clinic_ids`` limits the figures to those clinics; None means every clinic.
     """
     now = now or utcnow()
-    open_from = close_days(now - WINDOWS["30d"], now)
     windows = {name: (Window(), {}) for name in WINDOWS}
-    for outcome, category, *counts in _window_rows(clinic_ids, now, open_from):
+    rows = _fleet_window_rows(now) if clinic_ids is None else _window_rows(clinic_ids, now)
+    for outcome, category, *counts in rows:
         for (totals, by_category), count in zip(windows.values(), counts):
             count = int(count or 0)
             if not count:
@@ -176,6 +219,23 @@ def daily_rates(clinic_ids, days, now=None):
     now = now or utcnow()
     today = _midnight(now)
     start = today - timedelta(days=days - 1)
+    rows = _fleet_daily_rows(start, now) if clinic_ids is None else _daily_rows(clinic_ids, start, now)
+    buckets = {(start + timedelta(days=n)).date(): [0, 0] for n in range(days)}
+    for value, outcome, count in rows:
+        bucket = buckets.get(_as_date(value))
+        if bucket is None:
+            continue
+        bucket[0] += int(count)
+        if outcome == "failed":
+            bucket[1] += int(count)
+    return [
+        (datetime.combine(day_value, time.min, tzinfo=timezone.utc), attempted, failed)
+        for day_value, (attempted, failed) in sorted(buckets.items())
+    ]
+
+
+def _daily_rows(clinic_ids, start, now):
+    """Return ``(day, outcome, count)`` rows of attempted texts since ``start``: closed days, then open ones."""
     open_from = close_days(start, now)
     daily = SmsDailyStat
     rows = db.session.execute(
@@ -198,38 +258,42 @@ def daily_rates(clinic_ids, days, now=None):
             hourly,
         )
     ).all()
-    buckets = {(start + timedelta(days=n)).date(): [0, 0] for n in range(days)}
-    for value, outcome, count in rows:
-        bucket = buckets.get(_as_date(value))
-        if bucket is None:
-            continue
-        bucket[0] += int(count)
-        if outcome == "failed":
-            bucket[1] += int(count)
-    return [
-        (datetime.combine(day_value, time.min, tzinfo=timezone.utc), attempted, failed)
-        for day_value, (attempted, failed) in sorted(buckets.items())
-    ]
+    return rows
+
+
+def _fleet_daily_rows(start, now):
+    """Return ``(day, outcome, count)`` rows of attempted texts at every clinic since ``start``."""
+    open_from = close_fleet_hours(now)
+    rows = []
+    for table, low, high in ((SmsFleetHourlyStat, start, open_from), (SmsHourlyStat, max(start, open_from), None)):
+        day = _day_of(table.hour)
+        statement = db.select(day, table.outcome, func.sum(table.count)).where(
+            table.hour >= low, table.outcome != "suppressed"
+        )
+        if high is not None:
+            statement = statement.where(table.hour < high)
+        rows += db.session.execute(statement.group_by(day, table.outcome)).all()
+    return rows
 
 
 def rates_by_clinic(clinic_ids=None, now=None):
     """Return ``{clinic_id: {window: Window}}`` for every window, with one query per rollup table."""
     now = now or utcnow()
-    open_from = close_days(now - WINDOWS["30d"], now)
     result = {}
-    for clinic_id, outcome, *counts in _window_rows(clinic_ids, now, open_from, by_clinic=True):
+    for clinic_id, outcome, *counts in _window_rows(clinic_ids, now, by_clinic=True):
         for name, count in zip(WINDOWS, counts):
             window = result.setdefault(clinic_id, {}).setdefault(name, Window())
             setattr(window, outcome, getattr(window, outcome) + int(count or 0))
     return result
 
 
-def _window_rows(clinic_ids, now, open_from, by_clinic=False):
+def _window_rows(clinic_ids, now, by_clinic=False):
     """Return one row per outcome and category (or per clinic and outcome) with a sum for each window.
 
     A window from ``start`` to ``now`` reads the hourly rows up to the first midnight after
     ``start``, the daily rows of the closed days after it, and the hourly rows of the open days.
     """
+    open_from = close_days(now - WINDOWS["30d"], now)
     hourly_ranges, daily_ranges = {}, {}
     for name, span in WINDOWS.items():
         start = now - span
@@ -243,6 +307,19 @@ def _window_rows(clinic_ids, now, open_from, by_clinic=False):
     if daily_ranges:
         rows += _sums(SmsDailyStat, SmsDailyStat.day, daily_ranges, clinic_ids, by_clinic)
     return rows
+
+
+def _fleet_window_rows(now):
+    """Return one row per outcome and category with a sum for each window, across every clinic.
+
+    Closed hours come from the rows summed across clinics, and the open hours from the clinics' rows.
+    """
+    open_from = close_fleet_hours(now)
+    closed = {name: [(now - span, open_from)] for name, span in WINDOWS.items()}
+    still_open = {name: [(open_from, None)] for name in WINDOWS}
+    return _sums(SmsFleetHourlyStat, SmsFleetHourlyStat.hour, closed, None, False) + _sums(
+        SmsHourlyStat, SmsHourlyStat.hour, still_open, None, False
+    )
 
 
 def _sums(table, column, ranges, clinic_ids, by_clinic):
@@ -276,6 +353,10 @@ def _scoped(statement, clinic_ids, table):
     if clinic_ids is None:
         return statement
     return statement.where(table.clinic_id.in_(clinic_ids))
+
+
+def _hour(moment):
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _midnight(moment):

@@ -252,19 +252,26 @@ def hourly_reference(clinic_ids, since):
 NOW_OFFSETS = [timedelta(minutes=20), timedelta(hours=1, minutes=5), timedelta(hours=12, minutes=30), timedelta(hours=23, minutes=59)]
 
 
+# The clinics' own figures read daily rows; None (every clinic, for operators) reads the
+# hourly rows summed across clinics.
+SCOPES = pytest.mark.parametrize("every_clinic", [False, True], ids=["clinics", "every-clinic"])
+
+
+@SCOPES
 @pytest.mark.parametrize("offset", NOW_OFFSETS, ids=["00:20", "01:05", "12:30", "23:59"])
 @pytest.mark.parametrize("window", list(stats.WINDOWS))
-def test_windows_equal_hourly_sums(history, offset, window):
+def test_windows_equal_hourly_sums(history, offset, window, every_clinic):
     now = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1) + offset
     expected = hourly_reference(history, now - stats.WINDOWS[window])
 
-    totals, _by_category = stats.summary(history, now=now)["windows"][window]
+    totals, _by_category = stats.summary(None if every_clinic else history, now=now)["windows"][window]
 
     assert totals == expected
 
 
+@SCOPES
 @pytest.mark.parametrize("offset", NOW_OFFSETS, ids=["00:20", "01:05", "12:30", "23:59"])
-def test_daily_chart_equals_hourly_sums(history, offset):
+def test_daily_chart_equals_hourly_sums(history, offset, every_clinic):
     now = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1) + offset
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     expected = []
@@ -280,7 +287,7 @@ def test_daily_chart_equals_hourly_sums(history, offset):
         ).scalars().all()
         expected.append((day, sum(row.count for row in rows), sum(row.count for row in rows if row.outcome == "failed")))
 
-    assert stats.daily_rates(history, 30, now=now) == expected
+    assert stats.daily_rates(None if every_clinic else history, 30, now=now) == expected
 
 
 def test_reading_closes_past_days_once(history):
@@ -303,12 +310,14 @@ def test_closed_day_sums_equal_its_hours(history):
     assert daily == hourly
 
 
-def test_history_reopens_closed_day(history):
-    before = stats.summary(history)["windows"]["7d"][0].failed
+@SCOPES
+def test_history_reopens_closed_day(history, every_clinic):
+    scope = None if every_clinic else history
+    before = stats.summary(scope)["windows"]["7d"][0].failed
     stats.add_history(history[0], utcnow() - timedelta(days=3), "failed", 40, "landline")
     db.session.commit()
 
-    after = stats.summary(history)["windows"]["7d"][0].failed
+    after = stats.summary(scope)["windows"]["7d"][0].failed
 
     assert after == before + 40
 

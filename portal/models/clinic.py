@@ -4,7 +4,7 @@ import hashlib
 import secrets
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -125,7 +125,7 @@ class IdempotencyKey(db.Model):
     """The first response to an API request sent with an ``Idempotency-Key`` header, replayed on retries."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("clinic_id", "key"),)
+    __table_args__ = (UniqueConstraint("clinic_id", "key"), Index("ix_idempotency_keys_created_at", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))

@@ -62,6 +62,32 @@ class SmsClosedDay(db.Model):
     closed_at = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SmsFleetHourlyStat(db.Model):
+    """The sum of every clinic's hourly rows for one closed hour, outcome and failure category.
+
+    The operators' figures across all clinics read these, one row per hour instead of one per
+    clinic and hour. ``SmsRollupMark`` records up to which hour they are written.
+    """
+
+    __tablename__ = "sms_fleet_hourly_stats"
+    __table_args__ = (UniqueConstraint("hour", "outcome", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(10))
+    category: Mapped[str] = mapped_column(String(20), default="")
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class SmsRollupMark(db.Model):
+    """A rollup's progress: every period before ``until`` has been summed."""
+
+    __tablename__ = "sms_rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    until = mapped_column(UTCDateTime)
+
+
 class Escalation(db.Model):
     """A clinic's request to escalate persistent carrier filtering, with the figures at that moment."""
 
