@@ -95,6 +95,9 @@ def load(overrides=None):
         "PAWPOST_METRICS_TOKEN": _env("METRICS_TOKEN"),
         # Media URLs handed to providers stop working after this many hours.
         "PAWPOST_MEDIA_URL_HOURS": _int("MEDIA_URL_HOURS", 24),
+        # Seconds a web process reuses a clinic's callback credentials before reading them again.
+        # A replaced credential is still accepted for up to this long.
+        "PAWPOST_CALLBACK_CREDENTIALS_SECONDS": _int("CALLBACK_CREDENTIALS_SECONDS", 60),
         # Requests one API token may send, in Flask-Limiter notation such as "600 per minute".
         "PAWPOST_API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
         # Uploads above this size are refused before the body is read.

@@ -13,16 +13,46 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier import metrics, policy, stats
 from notifier.classify import classify
 from portal.extensions import db
 from portal.logging import log_context
-from portal.models import FAILED_STATUSES, FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
+from portal.models import (
+    FAILED_STATUSES,
+    FINAL_RANK,
+    STATUS_RANK,
+    Clinic,
+    Delivery,
+    Message,
+    ProviderEvent,
+    utcnow,
+)
+from portal.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
+
+_deliveries = Delivery.__table__
+_events = ProviderEvent.__table__
+_messages = Message.__table__
+# The delivery columns that applying an event reads. The join keeps the look-up within the
+# clinic the callback authenticated as.
+_FIND = (
+    select(
+        _deliveries.c.id,
+        _deliveries.c.message_id,
+        _deliveries.c.channel,
+        _deliveries.c.provider_message_id,
+        _deliveries.c.attempts,
+        _deliveries.c.next_attempt_at,
+    )
+    .join(_messages, _messages.c.id == _deliveries.c.message_id)
+    .where(_messages.c.clinic_id == bindparam("clinic_id"), _deliveries.c.provider == bindparam("provider"))
+)
+_FIND_BY_ID = _FIND.where(_deliveries.c.id == bindparam("delivery_id"))
+_FIND_BY_PROVIDER_ID = _FIND.where(_deliveries.c.provider_message_id == bindparam("provider_message_id")).limit(1)
 
 
 @dataclass(frozen=True)
@@ -76,49 +106,120 @@ def format_ref(delivery_id, attempt):
     return f"{delivery_id}.{attempt}"
 
 
-def apply_event(clinic, event):
+def apply_event(clinic_id, event):
     """Record ``event`` in the log and apply it; return the follow-ups to queue.
 
-    The caller commits, then passes the follow-ups to ``queues.enqueue_followups``.
+    ``clinic_id`` is the clinic the callback authenticated as. The caller commits, then passes
+    the follow-ups to ``queues.enqueue_followups``.
     """
-    delivery = _find_delivery(clinic, event)
-    message_id = delivery.message_id if delivery is not None else None
-    with log_context(clinic_id=clinic.id, message_id=message_id, delivery_id=delivery.id if delivery else None):
-        return _apply(clinic, event, delivery)
+    found = _find_delivery(clinic_id, event)
+    ids = {"message_id": found.message_id, "delivery_id": found.id} if found is not None else {}
+    with log_context(clinic_id=clinic_id, **ids):
+        return _apply(clinic_id, event, found)
 
 
-def _apply(clinic, event, delivery):
+def _apply(clinic_id, event, found):
     status = map_status(event.provider, event.provider_status)
     outcome, followups = "unmatched", []
 
-    if delivery is not None and status is None:
+    if found is not None and status is None:
         outcome = "ignored"
-    elif delivery is not None and event.attempt is not None and (
-        event.attempt != delivery.attempts or delivery.next_attempt_at is not None
+    elif found is not None and event.attempt is not None and (
+        event.attempt != found.attempts or found.next_attempt_at is not None
     ):
         # A delivery waiting for its retry has no attempt in flight: the event is for one that failed.
         outcome = "stale"
-    elif delivery is not None:
-        moved = advance(delivery, status, event.error_code, event.provider_message_id)
-        outcome = "applied" if moved else "duplicate"
-        if moved:
-            followups = settle(clinic, delivery)
+    elif found is not None and status in FAILED_STATUSES:
+        outcome, followups = _apply_failure(clinic_id, event, found.id, status)
+    elif found is not None:
+        outcome = "applied" if _move_forward(clinic_id, event, found, status) else "duplicate"
 
-    db.session.add(
-        ProviderEvent(
-            clinic_id=clinic.id,
-            provider=event.provider,
-            kind="status",
-            provider_message_id=event.provider_message_id,
-            delivery_id=delivery.id if delivery else None,
-            status=(event.provider_status or "")[:24],
-            error_code=(event.error_code or None),
-            outcome=outcome,
-            payload=json.dumps(event.payload, sort_keys=True),
-        )
-    )
-    log.info("Status event for delivery %s: %s (%s).", delivery.id if delivery else None, status, outcome)
+    _store_event(clinic_id, event, found.id if found is not None else None, outcome)
+    log.info("Status event for delivery %s: %s (%s).", found.id if found else None, status, outcome)
     return followups
+
+
+def _apply_failure(clinic_id, event, delivery_id, status):
+    """Apply a failure through the ORM, because it may learn from the code, fall back or retry."""
+    delivery = db.session.get(Delivery, delivery_id)
+    if not advance(delivery, status, event.error_code, event.provider_message_id):
+        return "duplicate", []
+    return "applied", settle(db.session.get(Clinic, clinic_id), delivery)
+
+
+def _move_forward(clinic_id, event, found, status):
+    """Move a delivery to a status that is not a failure, without loading it. Return True when it moved.
+
+    This is the path of nearly every callback (sent, delivered), so it runs one conditional
+    UPDATE and no ORM flush or refresh.
+    """
+    connection = db.session.connection()
+    moved = connection.execute(
+        _forward_update(status),
+        {
+            "delivery_id": found.id,
+            "current_attempts": found.attempts,
+            "now": utcnow(),
+            "event_provider_message_id": event.provider_message_id,
+        },
+    ).first()
+    if moved is None:
+        if event.provider_message_id and not found.provider_message_id:
+            _set_provider_id(found.id, event.provider_message_id)
+        return False
+    if STATUS_RANK[status] >= FINAL_RANK:
+        metrics.FINAL_DELIVERIES.labels(found.channel, status, "").inc()
+    if status in ("delivered", "unknown", "suppressed"):
+        stats.record(None, status, channel=found.channel, clinic_id=clinic_id)
+    return True
+
+
+@cache
+def _forward_update(status):
+    """Return the UPDATE that moves a delivery to ``status`` (not a failure) if that is a step forward.
+
+    The conditions are those of ``advance``. The delivery also takes the event's provider
+    message id when it has none yet.
+    """
+    rank = STATUS_RANK[status]
+    now = bindparam("now", type_=UTCDateTime())
+    values = {"status": status, "status_rank": rank, "updated_at": now}
+    if status in ("delivered", "suppressed"):
+        values.update(error_code=None, category=None)
+    if rank >= FINAL_RANK:
+        values["final_at"] = now
+    table = _deliveries
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("delivery_id"),
+            table.c.status_rank < rank,
+            table.c.attempts == bindparam("current_attempts"),
+            table.c.next_attempt_at.is_(None),
+        )
+        .values(
+            **values,
+            provider_message_id=func.coalesce(table.c.provider_message_id, bindparam("event_provider_message_id")),
+        )
+        .returning(table.c.id)
+    )
+
+
+def _store_event(clinic_id, event, delivery_id, outcome):
+    db.session.connection().execute(
+        _events.insert(),
+        {
+            "clinic_id": clinic_id,
+            "provider": event.provider,
+            "kind": "status",
+            "provider_message_id": event.provider_message_id,
+            "delivery_id": delivery_id,
+            "status": (event.provider_status or "")[:24],
+            "error_code": event.error_code or None,
+            "outcome": outcome,
+            "payload": json.dumps(event.payload, sort_keys=True),
+        },
+    )
 
 
 def advance(delivery, status, error_code=None, provider_message_id=None, category=None):
@@ -158,7 +259,7 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
     if moved and status in ("delivered", "unknown", "suppressed"):
         stats.record(delivery, status, category)
     if provider_message_id and not delivery.provider_message_id:
-        _set_provider_id(delivery, provider_message_id)
+        _set_provider_id(delivery.id, provider_message_id)
     db.session.refresh(delivery)
     return moved
 
@@ -205,10 +306,10 @@ def _learn(clinic, delivery, classification):
         )
 
 
-def _set_provider_id(delivery, provider_message_id):
+def _set_provider_id(delivery_id, provider_message_id):
     db.session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery.id, Delivery.provider_message_id.is_(None))
+        .where(Delivery.id == delivery_id, Delivery.provider_message_id.is_(None))
         .values(provider_message_id=provider_message_id)
         .execution_options(synchronize_session=False)
     )
@@ -247,26 +348,27 @@ def start_fallback(clinic, delivery):
     return pointer
 
 
-def _find_delivery(clinic, event):
-    delivery = None
+def _find_delivery(clinic_id, event):
+    """Return what applying ``event`` needs of its delivery, or None when it names none of this clinic's.
+
+    One query finds the delivery by our ref, or by the provider's message id when the event
+    has no ref. A delivery of another clinic or provider counts as unknown, whatever the event claims.
+    """
+    params = {"clinic_id": clinic_id, "provider": event.provider}
     if event.delivery_id is not None:
-        delivery = db.session.get(Delivery, event.delivery_id)
+        statement = _FIND_BY_ID
+        params["delivery_id"] = event.delivery_id
     elif event.provider_message_id:
-        delivery = db.session.execute(
-            db.select(Delivery).where(
-                Delivery.provider == event.provider,
-                Delivery.provider_message_id == event.provider_message_id,
-            )
-        ).scalar_one_or_none()
-    if delivery is None or delivery.provider != event.provider:
+        statement = _FIND_BY_PROVIDER_ID
+        params["provider_message_id"] = event.provider_message_id
+    else:
         return None
-    # An event for another clinic's delivery is treated as unknown, whatever it claims.
-    if db.session.get(Message, delivery.message_id).clinic_id != clinic.id:
-        return None
+    found = db.session.connection().execute(statement, params).first()
     if (
-        event.provider_message_id
-        and delivery.provider_message_id
-        and delivery.provider_message_id != event.provider_message_id
+        found is not None
+        and event.provider_message_id
+        and found.provider_message_id
+        and found.provider_message_id != event.provider_message_id
     ):
         return None
-    return delivery
+    return found

@@ -8,15 +8,13 @@ pair set on the clinic's messaging application. Anything else gets 403 and chang
 import hmac
 import logging
 
-from bandwidth.models.inbound_callback import InboundCallback
-from bandwidth.models.status_callback import StatusCallback
 from flask import Blueprint, abort, current_app, request, send_file
-from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
 from notifier import media, outbound_media, queues
 from notifier.inbound import act_on_keyword, store_inbound
 from notifier.status import StatusEvent, apply_event, parse_ref
+from portal import webhook_credentials
 from portal.extensions import csrf, db
 from portal.models import Attachment, Clinic
 
@@ -45,7 +43,7 @@ def limit_body():
 @bp.post("/twilio/<int:clinic_id>/status")
 def twilio_status(clinic_id):
     """Apply a Twilio message status callback."""
-    clinic = _twilio_clinic_or_403(clinic_id)
+    credentials = _twilio_clinic_or_403(clinic_id)
     form = request.form
     if not form.get("MessageSid") or not form.get("MessageStatus"):
         abort(400, "MessageSid and MessageStatus are required.")
@@ -55,12 +53,12 @@ def twilio_status(clinic_id):
         provider="twilio",
         provider_status=form["MessageStatus"],
         provider_message_id=form["MessageSid"][:64],
-        error_code=(form.get("ErrorCode") or None),
+        error_code=_error_code(form.get("ErrorCode")),
         delivery_id=delivery_id,
         attempt=attempt,
         payload=form.to_dict(flat=False),
     )
-    followups = apply_event(clinic, event)
+    followups = apply_event(credentials.clinic_id, event)
     db.session.commit()
     queues.enqueue_followups(followups)
     return "", 200
@@ -69,7 +67,7 @@ def twilio_status(clinic_id):
 @bp.post("/twilio/<int:clinic_id>/inbound")
 def twilio_inbound(clinic_id):
     """Store a text a client sent to a Twilio clinic's number; reply with empty TwiML."""
-    clinic = _twilio_clinic_or_403(clinic_id)
+    clinic = db.session.get(Clinic, _twilio_clinic_or_403(clinic_id).clinic_id)
     form = request.form
     if not form.get("MessageSid") or not form.get("From"):
         abort(400, "MessageSid and From are required.")
@@ -87,15 +85,17 @@ def twilio_inbound(clinic_id):
 @bp.post("/bandwidth/<int:clinic_id>/messages")
 def bandwidth_messages(clinic_id):
     """Apply every event of a Bandwidth callback array: status events and inbound messages."""
-    clinic = _bandwidth_clinic_or_403(clinic_id)
+    credentials = _bandwidth_clinic_or_403(clinic_id)
     events = _bandwidth_events()
+    from bandwidth.models.inbound_callback import InboundCallback
 
     followups, inbound = [], []
     for raw, parsed in events:
         if isinstance(parsed, InboundCallback):
+            clinic = db.session.get(Clinic, credentials.clinic_id)
             inbound.append(_store_bandwidth_inbound(clinic, raw, parsed))
             continue
-        followups.extend(apply_event(clinic, _bandwidth_status_event(raw, parsed)))
+        followups.extend(apply_event(credentials.clinic_id, _bandwidth_status_event(raw, parsed)))
     db.session.commit()
     queues.enqueue_followups(followups)
     _after_inbound(inbound)
@@ -123,19 +123,26 @@ def provider_media(token):
 
 
 def _twilio_clinic_or_403(clinic_id):
-    clinic = db.session.get(Clinic, clinic_id)
+    """Return the credentials of the Twilio clinic whose auth token signed this request, or abort with 403."""
     signature = request.headers.get("X-Twilio-Signature", "")
-    if clinic is None or clinic.provider != "twilio" or not clinic.twilio_auth_token or not signature:
-        log.warning("Rejected Twilio webhook for clinic %s: unknown clinic or no signature.", clinic_id)
+    if not signature:
+        log.warning("Rejected Twilio webhook for clinic %s: no signature.", clinic_id)
         abort(403)
-    validator = RequestValidator(clinic.twilio_auth_token)
-    if not validator.validate(_public_url(), request.form, signature):
-        log.warning("Rejected Twilio webhook for clinic %s: signature does not match.", clinic_id)
+    credentials, reason = webhook_credentials.authenticate(clinic_id, lambda found: _twilio_rejection(found, signature))
+    if credentials is None:
+        log.warning("Rejected Twilio webhook for clinic %s: %s.", clinic_id, reason)
         abort(403)
-    if request.form.get("AccountSid") not in (None, clinic.twilio_account_sid):
-        log.warning("Rejected Twilio webhook for clinic %s: AccountSid belongs to another account.", clinic_id)
-        abort(403)
-    return clinic
+    return credentials
+
+
+def _twilio_rejection(credentials, signature):
+    if credentials.provider != "twilio" or not credentials.twilio_auth_token:
+        return "not a Twilio clinic"
+    if not RequestValidator(credentials.twilio_auth_token).validate(_public_url(), request.form, signature):
+        return "signature does not match"
+    if request.form.get("AccountSid") not in (None, credentials.twilio_account_sid):
+        return "AccountSid belongs to another account"
+    return None
 
 
 def _public_url():
@@ -146,21 +153,27 @@ def _public_url():
 
 
 def _bandwidth_clinic_or_403(clinic_id):
-    clinic = db.session.get(Clinic, clinic_id)
+    """Return the credentials of the Bandwidth clinic whose basic-auth pair this request carries, or abort with 403."""
     auth = request.authorization
-    if (
-        clinic is None
-        or clinic.provider != "bandwidth"
-        or not clinic.webhook_username
-        or not clinic.webhook_password
-        or auth is None
-        or auth.type != "basic"
-        or not _same(auth.username, clinic.webhook_username)
-        or not _same(auth.password, clinic.webhook_password)
-    ):
+    credentials = None
+    if auth is not None and auth.type == "basic":
+        credentials, _reason = webhook_credentials.authenticate(clinic_id, lambda found: _bandwidth_rejection(found, auth))
+    if credentials is None:
         log.warning("Rejected Bandwidth webhook for clinic %s: credentials missing or wrong.", clinic_id)
         abort(403)
-    return clinic
+    return credentials
+
+
+def _bandwidth_rejection(credentials, auth):
+    if (
+        credentials.provider != "bandwidth"
+        or not credentials.webhook_username
+        or not credentials.webhook_password
+        or not _same(auth.username, credentials.webhook_username)
+        or not _same(auth.password, credentials.webhook_password)
+    ):
+        return "credentials missing or wrong"
+    return None
 
 
 def _same(given, expected):
@@ -169,6 +182,12 @@ def _same(given, expected):
 
 def _bandwidth_events():
     """Parse and validate the whole array first, so a bad event stores nothing of the batch."""
+    # The Bandwidth SDK loads all of its Pydantic models (about 24 MB of RSS), so only processes
+    # that receive Bandwidth callbacks import it.
+    from bandwidth.models.inbound_callback import InboundCallback
+    from bandwidth.models.status_callback import StatusCallback
+    from pydantic import ValidationError
+
     body = request.get_json(silent=True)
     if not isinstance(body, list) or not body:
         abort(400, "The body must be a non-empty JSON array of Bandwidth message events.")
@@ -188,6 +207,8 @@ def _bandwidth_events():
 
 
 def _error_count(exc):
+    from pydantic import ValidationError
+
     return exc.error_count() if isinstance(exc, ValidationError) else 1
 
 
@@ -197,11 +218,18 @@ def _bandwidth_status_event(raw, parsed):
         provider="bandwidth",
         provider_status=raw.get("type"),
         provider_message_id=parsed.message.id[:64],
-        error_code=str(parsed.error_code) if parsed.error_code is not None else None,
+        error_code=_error_code(parsed.error_code),
         delivery_id=delivery_id,
         attempt=attempt,
         payload=raw,
     )
+
+
+def _error_code(value):
+    # Error code columns hold 16 characters. A longer code is no provider's, and the raw
+    # value stays in the stored payload.
+    text = str(value) if value is not None else ""
+    return text[:16] or None
 
 
 def _store_bandwidth_inbound(clinic, raw, parsed):

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 import sandbox
 from notifier.worker import build_worker
-from portal import create_app
+from portal import create_app, webhook_credentials
 from portal.demo import sandbox_entries
 from portal.extensions import db
 from portal.models import ApiToken, Client, Clinic, StaffUser
@@ -172,6 +172,8 @@ def reset_state(live):
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
         db.session.commit()
+        # Emptied tables can give a new clinic the id of an old one (SQLite reuses ids).
+        webhook_credentials.clear()
         redis.Redis.from_url(live.app.config["REDIS_URL"]).flushdb()
     live.carrier.reset()
     live.carrier.set_config(normalize_config({"callback_delay": 0.02}))

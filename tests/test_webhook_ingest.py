@@ -1,0 +1,273 @@
+"""Status-callback ingest: cached clinic credentials, the statements per callback and the rollup count.
+
+The callbacks are built like those in ``test_webhooks.py``: a signed Twilio form post or a
+Bandwidth event array with HTTP basic auth.
+"""
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, func, update
+
+from conftest import TWILIO_TOKEN
+from helpers import delivery, outbound_sms, provider_events
+from portal.extensions import db
+from portal.models import Clinic, SmsHourlyStat
+from test_webhooks import (
+    CLIENT_NUMBER,
+    TWILIO_SMS_SID,
+    bandwidth_path,
+    bandwidth_status,
+    post_bandwidth,
+    post_twilio,
+    ref_of,
+    twilio_params,
+)
+
+NEW_TOKEN = "rotated-twilio-auth-token"
+NEW_PASSWORD = "rotated-callback-secret"
+
+
+@pytest.fixture
+def twilio_sms(factory):
+    clinic = factory.clinic("twilio", fallback=False)
+    return outbound_sms(clinic, factory.client(clinic, CLIENT_NUMBER), provider_message_id=TWILIO_SMS_SID)
+
+
+@pytest.fixture
+def bandwidth_sms(factory):
+    clinic = factory.clinic("bandwidth")
+    return outbound_sms(clinic, factory.client(clinic, CLIENT_NUMBER))
+
+
+@pytest.fixture
+def short_credential_cache(app):
+    """Make web processes keep clinic credentials for 0.2 s instead of a minute."""
+    saved = app.config["PAWPOST_CALLBACK_CREDENTIALS_SECONDS"]
+    app.config["PAWPOST_CALLBACK_CREDENTIALS_SECONDS"] = 0.2
+    yield 0.2
+    app.config["PAWPOST_CALLBACK_CREDENTIALS_SECONDS"] = saved
+
+
+def change_elsewhere(clinic_id, **values):
+    """Change a clinic without the ORM, as another web process or a SQL console would."""
+    db.session.execute(update(Clinic.__table__).where(Clinic.__table__.c.id == clinic_id).values(**values))
+    db.session.commit()
+
+
+@contextmanager
+def statements_on_this_thread():
+    """Count the SQL statements this thread sends, so server threads of other tests do not count."""
+    counted = []
+    thread = threading.get_ident()
+
+    def count(_connection, _cursor, statement, *_args):
+        if threading.get_ident() == thread:
+            counted.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def twilio_post(client, app, sms, status, token=TWILIO_TOKEN):
+    return post_twilio(client, app, sms.message.clinic_id, ref_of(sms), twilio_params(status), token=token)
+
+
+def bandwidth_post(client, sms, event_type, password=None):
+    clinic = sms.message.clinic
+    auth = (clinic.webhook_username, password or clinic.webhook_password)
+    return post_bandwidth(client, clinic, [bandwidth_status(sms, event_type)], auth=auth)
+
+
+def rollup_total():
+    db.session.rollback()
+    return db.session.execute(db.select(func.coalesce(func.sum(SmsHourlyStat.count), 0))).scalar()
+
+
+# Cached credentials
+
+
+def test_twilio_new_token_accepted_at_once(client, app, twilio_sms):
+    twilio_post(client, app, twilio_sms, "sent")
+    change_elsewhere(twilio_sms.message.clinic_id, twilio_auth_token=NEW_TOKEN)
+
+    response = twilio_post(client, app, twilio_sms, "delivered", token=NEW_TOKEN)
+
+    assert response.status_code == 200
+    assert delivery(twilio_sms.message_id, "sms").status == "delivered"
+
+
+def test_twilio_old_token_rejected_after_cache_time(client, app, twilio_sms, short_credential_cache):
+    twilio_post(client, app, twilio_sms, "sent")
+    change_elsewhere(twilio_sms.message.clinic_id, twilio_auth_token=NEW_TOKEN)
+    time.sleep(short_credential_cache + 0.1)
+
+    response = twilio_post(client, app, twilio_sms, "delivered")
+
+    assert response.status_code == 403
+    assert delivery(twilio_sms.message_id, "sms").status == "sent"
+    assert [event.outcome for event in provider_events()] == ["applied"]
+
+
+def test_twilio_token_changed_here_rejected_at_once(client, app, twilio_sms):
+    twilio_post(client, app, twilio_sms, "sent")
+    clinic = db.session.get(Clinic, twilio_sms.message.clinic_id)
+    clinic.twilio_auth_token = NEW_TOKEN
+    db.session.commit()
+
+    response = twilio_post(client, app, twilio_sms, "delivered")
+
+    assert response.status_code == 403
+    assert delivery(twilio_sms.message_id, "sms").status == "sent"
+
+
+def test_bandwidth_new_password_accepted_at_once(client, bandwidth_sms):
+    bandwidth_post(client, bandwidth_sms, "message-sending")
+    change_elsewhere(bandwidth_sms.message.clinic_id, webhook_password=NEW_PASSWORD)
+
+    response = bandwidth_post(client, bandwidth_sms, "message-delivered", password=NEW_PASSWORD)
+
+    assert response.status_code == 200
+    assert delivery(bandwidth_sms.message_id, "sms").status == "delivered"
+
+
+def test_bandwidth_old_password_rejected_after_cache_time(client, bandwidth_sms, short_credential_cache):
+    old_password = bandwidth_sms.message.clinic.webhook_password
+    bandwidth_post(client, bandwidth_sms, "message-sending")
+    change_elsewhere(bandwidth_sms.message.clinic_id, webhook_password=NEW_PASSWORD)
+    time.sleep(short_credential_cache + 0.1)
+
+    response = bandwidth_post(client, bandwidth_sms, "message-delivered", password=old_password)
+
+    assert response.status_code == 403
+    assert delivery(bandwidth_sms.message_id, "sms").status == "sent"
+
+
+def test_clinic_switched_provider_rejected_after_cache_time(client, app, twilio_sms, short_credential_cache):
+    twilio_post(client, app, twilio_sms, "sent")
+    change_elsewhere(twilio_sms.message.clinic_id, provider="bandwidth")
+    time.sleep(short_credential_cache + 0.1)
+
+    response = twilio_post(client, app, twilio_sms, "delivered")
+
+    assert response.status_code == 403
+
+
+# Statements per callback
+
+# A delivered callback with the clinic's credentials cached: find the delivery, move it
+# forward, count it in the hourly rollup, store the raw event. Reading the credentials adds one.
+DELIVERED_STATEMENTS = 4
+
+
+def test_twilio_delivered_statement_count(client, app, twilio_sms):
+    twilio_post(client, app, twilio_sms, "sent")
+    # Read before counting, because the test's ORM objects expired at the callback's commit.
+    clinic_id, ref = twilio_sms.message.clinic_id, ref_of(twilio_sms)
+
+    with statements_on_this_thread() as counted:
+        response = post_twilio(client, app, clinic_id, ref, twilio_params("delivered"))
+
+    assert response.status_code == 200
+    assert len(counted) <= DELIVERED_STATEMENTS
+    assert delivery(twilio_sms.message_id, "sms").status == "delivered"
+
+
+def test_bandwidth_delivered_statement_count(client, bandwidth_sms):
+    bandwidth_post(client, bandwidth_sms, "message-sending")
+    clinic = bandwidth_sms.message.clinic
+    path, auth = bandwidth_path(clinic.id), (clinic.webhook_username, clinic.webhook_password)
+    events = [bandwidth_status(bandwidth_sms, "message-delivered")]
+
+    with statements_on_this_thread() as counted:
+        response = client.post(path, json=events, auth=auth)
+
+    assert response.status_code == 200
+    assert len(counted) <= DELIVERED_STATEMENTS
+    assert delivery(bandwidth_sms.message_id, "sms").status == "delivered"
+
+
+def test_first_callback_reads_credentials_once(client, app, twilio_sms):
+    clinic_id, ref = twilio_sms.message.clinic_id, ref_of(twilio_sms)
+
+    with statements_on_this_thread() as counted:
+        response = post_twilio(client, app, clinic_id, ref, twilio_params("delivered"))
+
+    assert response.status_code == 200
+    assert len(counted) <= DELIVERED_STATEMENTS + 1
+
+
+# What the short path stores
+
+
+@pytest.mark.parametrize(
+    ("statuses", "counted"),
+    [
+        (["delivered"], 1),
+        (["delivered", "delivered"], 1),
+        (["sent", "delivered", "sent", "delivered"], 1),
+        (["sent"], 0),
+        (["undelivered", "delivered"], 1),
+    ],
+)
+def test_twilio_rollup_counts_text_once(client, app, twilio_sms, statuses, counted):
+    for status in statuses:
+        params = twilio_params(status, 30003 if status == "undelivered" else None)
+        post_twilio(client, app, twilio_sms.message.clinic_id, ref_of(twilio_sms), params)
+
+    assert rollup_total() == counted
+
+
+@pytest.mark.parametrize(
+    ("status", "final_status"),
+    [("accepted", "sent"), ("sent", "sent"), ("delivered", "delivered")],
+)
+def test_bandwidth_event_sets_provider_id(client, factory, status, final_status):
+    clinic = factory.clinic("bandwidth")
+    sms = outbound_sms(clinic, factory.client(clinic, CLIENT_NUMBER), status=status)
+
+    response = bandwidth_post(client, sms, "message-sending")
+    stored = delivery(sms.message_id, "sms")
+
+    assert response.status_code == 200
+    assert stored.status == final_status
+    assert stored.provider_message_id == "1741101377000abcdef"
+
+
+def test_bandwidth_sent_then_filtered_in_one_array(client, bandwidth_sms):
+    clinic = bandwidth_sms.message.clinic
+    events = [
+        bandwidth_status(bandwidth_sms, "message-sending"),
+        bandwidth_status(bandwidth_sms, "message-failed", error_code=4770),
+    ]
+
+    response = post_bandwidth(client, clinic, events)
+    sms = delivery(bandwidth_sms.message_id, "sms")
+
+    assert response.status_code == 200
+    assert sms.status == "undelivered"
+    assert sms.category == "carrier_filtered"
+    assert delivery(bandwidth_sms.message_id, "pointer").status == "queued"
+    assert delivery(bandwidth_sms.message_id, "portal").chat_notification is True
+    assert [event.outcome for event in provider_events()] == ["applied", "applied"]
+    assert rollup_total() == 1
+
+
+@pytest.mark.parametrize("matched", [True, False])
+def test_twilio_long_error_code_stored_cut(client, app, twilio_sms, matched):
+    ref = ref_of(twilio_sms) if matched else "999999.1"
+    params = twilio_params("undelivered", error_code="3" * 40)
+
+    response = post_twilio(client, app, twilio_sms.message.clinic_id, ref, params)
+    events = provider_events()
+
+    assert response.status_code == 200
+    assert len(events) == 1
+    assert events[0].error_code == "3" * 16
+    assert json.loads(events[0].payload)["ErrorCode"] == ["3" * 40]
