@@ -10,9 +10,10 @@ Figures across every clinic, for operators, read closed hours summed across clin
 """
 
 from dataclasses import dataclass
+from functools import cache
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, case, delete, func, literal, or_, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.extensions import db
@@ -64,19 +65,29 @@ def add_history(clinic_id, when, outcome, count, category=""):
 
 
 def _add_to_hour(clinic_id, when, outcome, category, count):
-    values = {
-        "clinic_id": clinic_id,
-        "hour": when.replace(minute=0, second=0, microsecond=0),
-        "outcome": outcome,
-        "category": category,
-        "count": count,
-    }
-    statement = _insert(SmsHourlyStat).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["clinic_id", "hour", "outcome", "category"],
-        set_={"count": SmsHourlyStat.count + count},
+    connection = db.session.connection()
+    connection.execute(
+        _hour_upsert(connection.dialect.name),
+        {"clinic_id": clinic_id, "hour": _hour(when), "outcome": outcome, "category": category, "count": count},
     )
-    db.session.execute(statement)
+
+
+@cache
+def _hour_upsert(dialect_name):
+    """Return the upsert that adds to an hourly row, built once per dialect since every settled text runs it."""
+    table = SmsHourlyStat.__table__
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert(table).values(
+        clinic_id=bindparam("clinic_id"),
+        hour=bindparam("hour", type_=UTCDateTime()),
+        outcome=bindparam("outcome"),
+        category=bindparam("category"),
+        count=bindparam("count"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["clinic_id", "hour", "outcome", "category"],
+        set_={"count": table.c.count + statement.excluded.count},
+    )
 
 
 def close_days(since, now=None):
