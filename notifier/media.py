@@ -1,11 +1,14 @@
 """Store message attachments on disk, outside the web root, named by content hash."""
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 import filetype
 from flask import current_app
+
+log = logging.getLogger(__name__)
 
 # The largest file Pawpost keeps from a provider; Twilio's MMS limit is 5 MB per message.
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
@@ -41,6 +44,56 @@ def store(clinic_id, message_id, position, data):
     partial.write_bytes(data)
     os.replace(partial, path)
     return key, content_type
+
+
+# Photos wider or taller than this are shown in the Pet Portal as a JPEG copy of this size,
+# enough for a phone screen at twice its CSS pixels.
+PREVIEW_MAX_SIDE = 1280
+PREVIEW_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+def preview_path(storage_key, content_type):
+    """Return the path of a photo's smaller copy, made on first use, or the original's path.
+
+    The copy is turned upright by its EXIF orientation and keeps none of the file's metadata.
+    The original is served instead when the file is not a still photo of a decodable type, or
+    is a small JPEG without metadata already.
+    """
+    original = path_for(storage_key)
+    if content_type not in PREVIEW_TYPES:
+        return original
+    preview = original.with_name(original.name + ".preview.jpg")
+    if preview.exists():
+        return preview
+    # Imported here: only web processes that serve photos need the imaging library.
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(original) as image:
+            if max(image.size) <= PREVIEW_MAX_SIDE and content_type == "image/jpeg" and not image.getexif():
+                return original
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+            image = _flattened(image)
+            partial = preview.with_suffix(".part")
+            image.save(partial, "JPEG", quality=82, optimize=True)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+        log.warning("Could not make a smaller copy of attachment file %s (%s); serving the original.", storage_key, exc)
+        return original
+    os.replace(partial, preview)
+    return preview
+
+
+def _flattened(image):
+    """Return ``image`` as RGB, with any transparency laid on white, as JPEG needs."""
+    from PIL import Image
+
+    if image.mode not in ("RGBA", "LA", "P"):
+        return image.convert("RGB")
+    image = image.convert("RGBA")
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A"))
+    return background
 
 
 def path_for(storage_key):

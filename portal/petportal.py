@@ -35,7 +35,7 @@ def private_pages(response):
     # The app-wide Content-Security-Policy and nosniff headers come from portal.security.
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Robots-Tag"] = "noindex"
-    if request.endpoint != "portal.attachment":
+    if request.endpoint not in ("portal.attachment", "portal.attachment_preview"):
         response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -206,7 +206,23 @@ def attachment(attachment_id):
     if found is None or not found.storage_key:
         abort(404)
     get_message_or_404(found.message_id)
-    response = send_file(media.path_for(found.storage_key), mimetype=found.content_type, conditional=True)
+    return _private_file(media.path_for(found.storage_key), found.content_type)
+
+
+@bp.get("/inbox/attachments/<int:attachment_id>/preview")
+@client_required
+def attachment_preview(attachment_id):
+    """Serve a photo of the signed-in pet parent's own threads at screen size, or the file itself."""
+    found = db.session.get(Attachment, attachment_id)
+    if found is None or not found.storage_key:
+        abort(404)
+    get_message_or_404(found.message_id)
+    path = media.preview_path(found.storage_key, found.content_type)
+    return _private_file(path, "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type)
+
+
+def _private_file(path, content_type):
+    response = send_file(path, mimetype=content_type, conditional=True)
     # The browser may keep the file but must ask again, so a signed-out browser gets no copy.
     response.headers["Cache-Control"] = "private, no-cache"
     return response

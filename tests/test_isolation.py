@@ -45,6 +45,7 @@ ROUTES = {
     "portal.message": Route("parent", "message"),
     "portal.mark_message_read": Route("parent", "message", frozenset({403, 404})),
     "portal.attachment": Route("parent", "attachment"),
+    "portal.attachment_preview": Route("parent", "attachment"),
     "portal.thread": Route("parent", "client"),
     "portal.reply": Route("parent", "client", frozenset({403, 404})),
     "portal.mark_thread_read": Route("parent", "client", frozenset({403, 404})),
@@ -173,7 +174,7 @@ def test_other_tenant_rows_unchanged(app, tenants):
 
 GET_ENDPOINTS = [
     "admin.attachment", "admin.conversation", "api.get_client", "api.get_message",
-    "portal.attachment", "portal.message", "portal.thread",
+    "portal.attachment", "portal.attachment_preview", "portal.message", "portal.thread",
 ]
 
 

@@ -304,9 +304,10 @@ def test_thread_shows_photo_and_video(client, person):
 
     html = client.get(f"/inbox/threads/{at_happy.id}").get_data(as_text=True)
 
-    assert f'src="/inbox/attachments/{photo.id}"' in html
+    assert f'src="/inbox/attachments/{photo.id}/preview"' in html
+    assert f'<a href="/inbox/attachments/{photo.id}">' in html
     assert f'<video class="attachment" controls playsinline preload="metadata" src="/inbox/attachments/{video.id}"' in html
-    assert 'alt="Photo 1 from Happy Paws Clinic"' in html
+    assert 'alt="Photo 1 from Happy Paws Clinic (opens the full photo)"' in html
 
 
 @pytest.mark.parametrize(

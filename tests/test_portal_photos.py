@@ -1,0 +1,102 @@
+"""Photos in the Pet Portal: a screen-sized, upright copy without metadata, and the original one tap away."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from portal_helpers import png_image, portal_message, sign_in
+
+MOBILE = "+15551230001"
+# EXIF tag 0x0112 (Orientation) value 6: the camera was turned, so viewers rotate 90° clockwise.
+ORIENTATION_TAG = 0x0112
+CAMERA_MAKE_TAG = 0x010F
+
+
+@pytest.fixture
+def parent(factory):
+    clinic = factory.clinic("twilio", name="Maple Street Vets")
+    return factory.client(clinic, MOBILE)
+
+
+def jpeg(width, height, exif=None):
+    image = Image.new("RGB", (width, height), (180, 120, 60))
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif if exif is not None else Image.Exif())
+    return out.getvalue()
+
+
+def turned_phone_photo():
+    """Return a 2000×1500 JPEG with an EXIF orientation that turns it, and the camera's make."""
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6
+    exif[CAMERA_MAKE_TAG] = "PetCam"
+    return jpeg(2000, 1500, exif)
+
+
+def transparent_png():
+    image = Image.new("RGBA", (1600, 1600), (0, 0, 0, 0))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def preview_of(client, parent, data):
+    message = portal_message(parent.clinic, parent, files=[data])
+    sign_in(client, parent.id)
+    return client.get(f"/inbox/attachments/{message.attachments[0].id}/preview")
+
+
+def test_large_photo_scaled_to_screen(client, parent):
+    response = preview_of(client, parent, turned_phone_photo())
+    image = Image.open(io.BytesIO(response.data))
+
+    assert response.status_code == 200
+    assert response.mimetype == "image/jpeg"
+    assert max(image.size) == 1280
+
+
+def test_turned_photo_shown_upright(client, parent):
+    image = Image.open(io.BytesIO(preview_of(client, parent, turned_phone_photo()).data))
+
+    assert image.size == (960, 1280)
+
+
+def test_preview_keeps_no_metadata(client, parent):
+    image = Image.open(io.BytesIO(preview_of(client, parent, turned_phone_photo()).data))
+
+    assert dict(image.getexif()) == {}
+
+
+def test_transparent_photo_on_white(client, parent):
+    image = Image.open(io.BytesIO(preview_of(client, parent, transparent_png()).data))
+
+    assert image.getpixel((10, 10)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [jpeg(640, 480), png_image()[:40] + b"\0" * 200],
+    ids=["small-plain-jpeg", "broken-png"],
+)
+def test_original_served_when_no_copy_needed(client, parent, data):
+    response = preview_of(client, parent, data)
+
+    assert response.status_code == 200
+    assert response.data == data
+
+
+def test_preview_made_once(client, parent):
+    first = preview_of(client, parent, turned_phone_photo())
+    second = client.get(first.request.path)
+
+    assert second.data == first.data
+    assert second.headers["Cache-Control"] == "private, no-cache"
+
+
+def test_preview_signed_out_401(client, parent):
+    message = portal_message(parent.clinic, parent, files=[turned_phone_photo()])
+
+    response = client.get(f"/inbox/attachments/{message.attachments[0].id}/preview")
+
+    assert response.status_code == 401
