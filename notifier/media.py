@@ -50,6 +50,9 @@ def store(clinic_id, message_id, position, data):
 # enough for a phone screen at twice its CSS pixels.
 PREVIEW_MAX_SIDE = 1280
 PREVIEW_TYPES = ("image/jpeg", "image/png", "image/webp")
+# A small file can still decode to a huge image (a PNG of one colour compresses to almost
+# nothing), so larger images are served as they are rather than decoded in a web process.
+PREVIEW_MAX_PIXELS = 50_000_000
 
 
 def preview_path(storage_key, content_type):
@@ -70,8 +73,13 @@ def preview_path(storage_key, content_type):
 
     try:
         with Image.open(original) as image:
+            if image.width * image.height > PREVIEW_MAX_PIXELS:
+                log.warning("Attachment file %s is %sx%s pixels; serving the original.", storage_key, *image.size)
+                return original
             if max(image.size) <= PREVIEW_MAX_SIDE and content_type == "image/jpeg" and not image.getexif():
                 return original
+            # For a JPEG, decode at a reduced scale straight away, which takes less time and memory.
+            image.draft("RGB", (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
             image = ImageOps.exif_transpose(image)
             image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
             image = _flattened(image)

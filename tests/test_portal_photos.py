@@ -74,10 +74,17 @@ def test_transparent_photo_on_white(client, parent):
     assert image.getpixel((10, 10)) == (255, 255, 255)
 
 
+def huge_blank_png():
+    """Return a PNG of 60 million pixels that compresses to a few hundred kilobytes."""
+    out = io.BytesIO()
+    Image.new("1", (10000, 6000)).save(out, "PNG")
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     "data",
-    [jpeg(640, 480), png_image()[:40] + b"\0" * 200],
-    ids=["small-plain-jpeg", "broken-png"],
+    [jpeg(640, 480), png_image()[:40] + b"\0" * 200, huge_blank_png()],
+    ids=["small-plain-jpeg", "broken-png", "huge-png"],
 )
 def test_original_served_when_no_copy_needed(client, parent, data):
     response = preview_of(client, parent, data)
