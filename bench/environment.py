@@ -143,6 +143,9 @@ def migrate(app):
     """Bring the benchmark database to the latest migration."""
     from flask_migrate import upgrade
 
+    from portal.migrate import bind
+
+    bind(app)
     with app.app_context():
         upgrade()
 

@@ -4,7 +4,7 @@ from flask import Flask
 
 import config
 from portal import sqlite  # noqa: F401  (registers the SQLite engine hooks)
-from portal.extensions import csrf, db, limiter, login_manager, migrate
+from portal.extensions import csrf, db, limiter, login_manager
 
 
 def create_app(overrides=None):
@@ -13,12 +13,11 @@ def create_app(overrides=None):
     app.config.from_mapping(config.load(overrides))
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=_migrations_dir())
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from portal import admin, api, auth, commands, errors, ops, petportal, security, webhooks
+    from portal import admin, api, auth, commands, errors, migrate, ops, petportal, security, webhooks
 
     security.init_app(app)
     auth.init_app(app)
@@ -26,10 +25,5 @@ def create_app(overrides=None):
         app.register_blueprint(blueprint)
     errors.init_app(app)
     commands.init_app(app)
+    migrate.init_app(app)
     return app
-
-
-def _migrations_dir():
-    import os
-
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

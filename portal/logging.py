@@ -81,7 +81,12 @@ def configure_logging(level=None):
             },
             # The Twilio SDK logs each request at INFO; lookups put phone numbers in the URL.
             # urllib3 logs each request URL at DEBUG, and Bandwidth searches put numbers in the query.
-            "loggers": {"twilio.http_client": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+            # Alembic logs a line per built-in plugin at INFO when `flask db` first imports it.
+            "loggers": {
+                "twilio.http_client": {"level": "WARNING"},
+                "urllib3": {"level": "WARNING"},
+                "alembic.runtime.plugins": {"level": "WARNING"},
+            },
             "root": {"level": level or os.environ.get("PAWPOST_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
         }
     )

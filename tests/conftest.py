@@ -140,6 +140,9 @@ def live(redis_url, database_url, tmp_path_factory):
 def _migrate_fresh(app):
     from flask_migrate import upgrade
 
+    from portal import migrate
+
+    migrate.bind(app)
     with app.app_context():
         db.drop_all()
         db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
