@@ -113,8 +113,10 @@ def settle_sms(app, message_id):
 
     def sms_settled():
         run_worker(app)
-        sms, pointer = delivery(message_id, "sms"), delivery(message_id, "pointer")
-        return sms.is_final and (pointer is None or pointer.is_final)
+        # Read before the pointer query, whose rollback would reload the SMS row later than the pointer's.
+        sms_final = delivery(message_id, "sms").is_final
+        pointer = delivery(message_id, "pointer")
+        return sms_final and (pointer is None or pointer.is_final)
 
     wait_for(sms_settled, timeout=20, interval=0.1)
 
