@@ -191,25 +191,10 @@ def summary(clinic_ids=None, now=None):
 
     ``clinic_ids`` limits the figures to those clinics; None means every clinic.
     """
-    now = now or utcnow()
-    windows = {name: (Window(), {}) for name in WINDOWS}
-    rows = _fleet_window_rows(now) if clinic_ids is None else _window_rows(clinic_ids, now)
-    for outcome, category, *counts in rows:
-        for (totals, by_category), count in zip(windows.values(), counts):
-            count = int(count or 0)
-            if not count:
-                continue
-            setattr(totals, outcome, getattr(totals, outcome) + count)
-            if outcome == "failed":
-                by_category[category] = by_category.get(category, 0) + count
+    windows, daily = _figures(clinic_ids, now or utcnow(), CHART_DAYS)
     week_rate = windows["7d"][0].rate
     top = max(windows["7d"][1].items(), key=lambda item: item[1], default=(None, 0))
-    return {
-        "windows": windows,
-        "state": state_for(week_rate),
-        "top_category": top[0],
-        "daily": daily_rates(clinic_ids, CHART_DAYS, now),
-    }
+    return {"windows": windows, "state": state_for(week_rate), "top_category": top[0], "daily": daily}
 
 
 def state_for(rate):
@@ -222,69 +207,128 @@ def state_for(rate):
 
 
 def daily_rates(clinic_ids, days, now=None):
-    """Return ``[(day, attempted, failed)]`` for the last ``days`` UTC days, oldest first, gaps as zero.
+    """Return ``[(day, attempted, failed)]`` for the last ``days`` UTC days, oldest first, gaps as zero."""
+    return _figures(clinic_ids, now or utcnow(), days)[1]
 
-    Closed days come from the daily rows and the open ones from the hourly rows, summed by the
-    database, so the cost stays at one row per day and outcome however many clinics are included.
+
+def _figures(clinic_ids, now, chart_days):
+    """Return ``(windows, daily)``: each window's totals and failures by category, and the chart's days.
+
+    Two statements read them. Each sums a rollup table by day, outcome and category, with one sum
+    per window and one for the chart, so the rows returned do not grow with the number of clinics.
     """
-    now = now or utcnow()
     today = _midnight(now)
-    start = today - timedelta(days=days - 1)
-    rows = _fleet_daily_rows(start, now) if clinic_ids is None else _daily_rows(clinic_ids, start, now)
-    buckets = {(start + timedelta(days=n)).date(): [0, 0] for n in range(days)}
-    for value, outcome, count in rows:
-        bucket = buckets.get(_as_date(value))
-        if bucket is None:
-            continue
-        bucket[0] += int(count)
-        if outcome == "failed":
-            bucket[1] += int(count)
-    return [
+    chart_start = today - timedelta(days=chart_days - 1)
+    if clinic_ids is None:
+        open_from = close_fleet_hours(now)
+        closed, still_open = _fleet_ranges(now, open_from, chart_start)
+        rows = _period_sums(SmsFleetHourlyStat, None, closed) + _period_sums(SmsHourlyStat, None, still_open)
+    else:
+        open_from = close_days(min(now - WINDOWS["30d"], chart_start), now)
+        hourly, daily = _clinic_ranges(now, open_from, chart_start)
+        rows = _period_sums(SmsHourlyStat, clinic_ids, hourly)
+        if daily:
+            rows += _period_sums(SmsDailyStat, clinic_ids, daily)
+
+    windows = {name: (Window(), {}) for name in WINDOWS}
+    buckets = {(chart_start + timedelta(days=n)).date(): [0, 0] for n in range(chart_days)}
+    for day, outcome, category, *counts in rows:
+        *window_counts, chart_count = (int(count or 0) for count in counts)
+        for (totals, by_category), count in zip(windows.values(), window_counts):
+            if not count:
+                continue
+            setattr(totals, outcome, getattr(totals, outcome) + count)
+            if outcome == "failed":
+                by_category[category] = by_category.get(category, 0) + count
+        bucket = buckets.get(_as_date(day))
+        if bucket is not None and outcome != "suppressed":
+            bucket[0] += chart_count
+            if outcome == "failed":
+                bucket[1] += chart_count
+    daily = [
         (datetime.combine(day_value, time.min, tzinfo=timezone.utc), attempted, failed)
         for day_value, (attempted, failed) in sorted(buckets.items())
     ]
+    return windows, daily
 
 
-def _daily_rows(clinic_ids, start, now):
-    """Return ``(day, outcome, count)`` rows of attempted texts since ``start``: closed days, then open ones."""
-    open_from = close_days(start, now)
-    daily = SmsDailyStat
-    rows = db.session.execute(
-        _scoped(
-            db.select(daily.day, daily.outcome, func.sum(daily.count))
-            .where(daily.day >= start, daily.day < open_from, daily.outcome != "suppressed")
-            .group_by(daily.day, daily.outcome),
-            clinic_ids,
-            daily,
-        )
-    ).all()
-    hourly = SmsHourlyStat
-    day = _day_of(hourly.hour)
-    rows += db.session.execute(
-        _scoped(
-            db.select(day, hourly.outcome, func.sum(hourly.count))
-            .where(hourly.hour >= max(start, open_from), hourly.outcome != "suppressed")
-            .group_by(day, hourly.outcome),
-            clinic_ids,
-            hourly,
-        )
-    ).all()
-    return rows
+def _clinic_ranges(now, open_from, chart_start):
+    """Return the ``{window or "chart": [(low, high)]}`` ranges to read from the hourly and the daily rows.
+
+    A window from ``start`` to ``now`` reads the hourly rows up to the first midnight after
+    ``start``, the daily rows of the closed days after it, and the hourly rows of the open days.
+    """
+    hourly, daily = {}, {}
+    for name, span in WINDOWS.items():
+        start = now - span
+        first_full_day = start if start == _midnight(start) else _midnight(start) + DAY
+        if first_full_day >= open_from:
+            hourly[name] = [(start, None)]
+        else:
+            hourly[name] = [(start, first_full_day), (open_from, None)]
+            daily[name] = [(first_full_day, open_from)]
+    hourly["chart"] = [(max(chart_start, open_from), None)]
+    if chart_start < open_from:
+        daily["chart"] = [(chart_start, open_from)]
+    return hourly, daily
 
 
-def _fleet_daily_rows(start, now):
-    """Return ``(day, outcome, count)`` rows of attempted texts at every clinic since ``start``."""
-    open_from = close_fleet_hours(now)
-    rows = []
-    for table, low, high in ((SmsFleetHourlyStat, start, open_from), (SmsHourlyStat, max(start, open_from), None)):
-        day = _day_of(table.hour)
-        statement = db.select(day, table.outcome, func.sum(table.count)).where(
-            table.hour >= low, table.outcome != "suppressed"
-        )
-        if high is not None:
-            statement = statement.where(table.hour < high)
-        rows += db.session.execute(statement.group_by(day, table.outcome)).all()
-    return rows
+def _fleet_ranges(now, open_from, chart_start):
+    """Return the ranges to read from the rows summed across clinics and from the clinics' own hourly rows."""
+    closed = {name: [(now - span, open_from)] for name, span in WINDOWS.items()}
+    closed["chart"] = [(chart_start, open_from)]
+    still_open = {name: [(open_from, None)] for name in (*WINDOWS, "chart")}
+    return closed, still_open
+
+
+def _period_sums(table, clinic_ids, ranges):
+    """Return ``(day, outcome, category, *sums)`` rows of ``table``: one sum per window, then the chart's.
+
+    A window or the chart without a range in ``ranges`` sums to zero. The statement is built once
+    for each table and shape of ranges, with the bounds as parameters.
+    """
+    names = (*WINDOWS, "chart")
+    shape = tuple(tuple(high is not None for _low, high in ranges.get(name, ())) for name in names)
+    params = {}
+    for name in names:
+        for number, (low, high) in enumerate(ranges.get(name, ())):
+            params[f"{name}_{number}_low"] = low
+            if high is not None:
+                params[f"{name}_{number}_high"] = high
+    if clinic_ids is not None:
+        params["clinic_ids"] = list(clinic_ids)
+    statement = _period_statement(table.__tablename__, clinic_ids is not None, shape, db.session.get_bind().dialect.name)
+    return db.session.execute(statement, params).all()
+
+
+@cache
+def _period_statement(table_name, scoped, shape, dialect_name):
+    table = {model.__tablename__: model for model in (SmsHourlyStat, SmsDailyStat, SmsFleetHourlyStat)}[table_name]
+    column = table.day if table is SmsDailyStat else table.hour
+    names = (*WINDOWS, "chart")
+
+    def within(name, bounded):
+        spans = []
+        for number, has_high in enumerate(bounded):
+            condition = column >= bindparam(f"{name}_{number}_low", type_=UTCDateTime())
+            if has_high:
+                condition = and_(condition, column < bindparam(f"{name}_{number}_high", type_=UTCDateTime()))
+            spans.append(condition)
+        return or_(*spans)
+
+    sums = [
+        func.sum(case((within(name, bounded), table.count), else_=0)) if bounded else literal(0)
+        for name, bounded in zip(names, shape)
+    ]
+    day = column if table is SmsDailyStat else _day_of(column, dialect_name)
+    statement = (
+        db.select(day, table.outcome, table.category, *sums)
+        .where(or_(*(within(name, bounded) for name, bounded in zip(names, shape) if bounded)))
+        .group_by(day, table.outcome, table.category)
+    )
+    if scoped:
+        statement = statement.where(table.clinic_id.in_(bindparam("clinic_ids", expanding=True)))
+    return statement
 
 
 def rates_by_clinic(clinic_ids=None, now=None):
@@ -320,19 +364,6 @@ def _window_rows(clinic_ids, now, by_clinic=False):
     return rows
 
 
-def _fleet_window_rows(now):
-    """Return one row per outcome and category with a sum for each window, across every clinic.
-
-    Closed hours come from the rows summed across clinics, and the open hours from the clinics' rows.
-    """
-    open_from = close_fleet_hours(now)
-    closed = {name: [(now - span, open_from)] for name, span in WINDOWS.items()}
-    still_open = {name: [(open_from, None)] for name in WINDOWS}
-    return _sums(SmsFleetHourlyStat, SmsFleetHourlyStat.hour, closed, None, False) + _sums(
-        SmsHourlyStat, SmsHourlyStat.hour, still_open, None, False
-    )
-
-
 def _sums(table, column, ranges, clinic_ids, by_clinic):
     def within(spans):
         return or_(*(and_(column >= low, column < high) if high else column >= low for low, high in spans))
@@ -347,8 +378,8 @@ def _sums(table, column, ranges, clinic_ids, by_clinic):
     return db.session.execute(_scoped(statement, clinic_ids, table)).all()
 
 
-def _day_of(column):
-    if db.session.get_bind().dialect.name == "postgresql":
+def _day_of(column, dialect_name=None):
+    if (dialect_name or db.session.get_bind().dialect.name) == "postgresql":
         return func.date_trunc("day", column)
     return func.date(column)
 
