@@ -7,9 +7,9 @@ from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from bench import environment
-from notifier import batch
+from notifier import batch, queues
 from portal.extensions import db
-from portal.models import Clinic
+from portal.models import Clinic, Delivery
 
 CHUNK = 1000
 
@@ -76,7 +76,9 @@ def warm_up(run, per_clinic=20, timeout=60):
             items = [batch.BatchItem(f"+1555660{i:04d}", f"Warm-up text {i}.") for i in range(per_clinic)]
             stored = batch.store_batch(clinic, items, "api")
             db.session.commit()
-            batch.enqueue_batch_sends([item.sms_delivery_id for item in stored])
+            # One job per text, not the batch jobs of fifty, so that every worker takes some.
+            for item in stored:
+                queues.enqueue_send(db.session.get(Delivery, item.sms_delivery_id))
     deadline = time.monotonic() + timeout
     while environment.provider_calls(settings, start)[1] - start < 2 * per_clinic:
         if time.monotonic() > deadline:
