@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 
 import filetype
@@ -59,8 +60,9 @@ def preview_path(storage_key, content_type):
     """Return the path of a photo's smaller copy, made on first use, or the original's path.
 
     The copy is turned upright by its EXIF orientation and keeps none of the file's metadata.
-    The original is served instead when the file is not a still photo of a decodable type, or
-    is a small JPEG without metadata already.
+    The original is served instead when the file is not a still photo of a decodable type (an
+    animated WebP keeps its animation), or is a small JPEG without metadata already. Requests
+    that make the same copy at once each write their own file, and the last rename wins.
     """
     original = path_for(storage_key)
     if content_type not in PREVIEW_TYPES:
@@ -71,8 +73,11 @@ def preview_path(storage_key, content_type):
     # Imported here: only web processes that serve photos need the imaging library.
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    partial = preview.with_name(f"{preview.name}.{os.getpid()}-{threading.get_ident()}.part")
     try:
         with Image.open(original) as image:
+            if getattr(image, "is_animated", False):
+                return original
             if image.width * image.height > PREVIEW_MAX_PIXELS:
                 log.warning("Attachment file %s is %sx%s pixels; serving the original.", storage_key, *image.size)
                 return original
@@ -83,12 +88,12 @@ def preview_path(storage_key, content_type):
             image = ImageOps.exif_transpose(image)
             image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
             image = _flattened(image)
-            partial = preview.with_suffix(".part")
             image.save(partial, "JPEG", quality=82, optimize=True)
+        os.replace(partial, preview)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
         log.warning("Could not make a smaller copy of attachment file %s (%s); serving the original.", storage_key, exc)
+        partial.unlink(missing_ok=True)
         return original
-    os.replace(partial, preview)
     return preview
 
 
@@ -96,6 +101,9 @@ def _flattened(image):
     """Return ``image`` as RGB, with any transparency laid on white, as JPEG needs."""
     from PIL import Image
 
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit greyscale (common in medical imaging exports) would clip to white.
+        return image.convert("I").point(lambda value: value / 256).convert("RGB")
     if image.mode not in ("RGBA", "LA", "P"):
         return image.convert("RGB")
     image = image.convert("RGBA")

@@ -1,10 +1,12 @@
 """Photos in the Pet Portal: a screen-sized, upright copy without metadata, and the original one tap away."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 
+from notifier import media
 from portal_helpers import png_image, portal_message, sign_in
 
 MOBILE = "+15551230001"
@@ -91,6 +93,40 @@ def test_original_served_when_no_copy_needed(client, parent, data):
 
     assert response.status_code == 200
     assert response.data == data
+
+
+def test_sixteen_bit_grey_photo_keeps_its_grey(client, parent):
+    out = io.BytesIO()
+    Image.new("I;16", (1600, 1200), 32768).save(out, "PNG")
+
+    image = Image.open(io.BytesIO(preview_of(client, parent, out.getvalue()).data))
+
+    assert image.getpixel((10, 10)) == (128, 128, 128)
+
+
+def test_animated_webp_served_as_original(client, parent):
+    frames = [Image.new("RGB", (1600, 1200), colour) for colour in ((200, 0, 0), (0, 200, 0))]
+    out = io.BytesIO()
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=100)
+
+    response = preview_of(client, parent, out.getvalue())
+
+    assert response.data == out.getvalue()
+
+
+def test_concurrent_first_previews_all_served(app, parent):
+    message = portal_message(parent.clinic, parent, files=[turned_phone_photo()])
+    key, content_type = message.attachments[0].storage_key, message.attachments[0].content_type
+
+    def make_preview(_number):
+        with app.app_context():
+            return media.preview_path(key, content_type).name
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        names = list(pool.map(make_preview, range(8)))
+
+    assert set(names) == {names[0]}
+    assert names[0].endswith(".preview.jpg")
 
 
 def test_preview_made_once(client, parent):
