@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -327,3 +328,25 @@ def test_clinic_rates_equal_hourly_sums(history):
     expected = hourly_reference([history[1]], utcnow() - stats.WINDOWS["30d"])
 
     assert rates[history[1]]["30d"].failed == expected.failed
+
+
+def test_history_import_waits_for_summing_reader(app, history):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time without a lock")
+    done = threading.Event()
+
+    def import_history():
+        with app.app_context():
+            stats.add_history(history[0], utcnow() - timedelta(days=2), "failed", 6, "landline")
+            db.session.commit()
+        done.set()
+
+    with db.engine.begin() as connection:
+        stats.lock_rollups(connection)
+        thread = threading.Thread(target=import_history)
+        thread.start()
+        waited = not done.wait(0.3)
+    thread.join(5)
+
+    assert waited
+    assert done.is_set()
