@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from flask import current_app, has_app_context
 from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import Clinic
@@ -99,3 +100,20 @@ def _cache():
 def _forget_changed_clinic(mapper, connection, clinic):
     if has_app_context():
         _cache().pop(clinic.id, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_clinics(session, _flush_context):
+    # The lists still hold the flushed objects here. A callback served between this flush and
+    # the commit reads the old row again, so the entry is dropped once more after the commit.
+    changed = {row.id for row in (*session.dirty, *session.deleted) if isinstance(row, Clinic)}
+    if changed:
+        session.info.setdefault("pawpost_changed_clinics", set()).update(changed)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_committed_clinics(session):
+    changed = session.info.pop("pawpost_changed_clinics", None)
+    if changed and has_app_context():
+        for clinic_id in changed:
+            _cache().pop(clinic_id, None)

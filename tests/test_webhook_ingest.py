@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, func, update
+from sqlalchemy.orm import Session
 
 from conftest import TWILIO_TOKEN
 from helpers import delivery, outbound_sms, provider_events
@@ -125,6 +126,20 @@ def test_twilio_token_changed_here_rejected_at_once(client, app, twilio_sms):
 
     assert response.status_code == 403
     assert delivery(twilio_sms.message_id, "sms").status == "sent"
+
+
+def test_twilio_old_token_cached_before_commit_rejected_after(client, app, twilio_sms):
+    # Another session of this process, as a staff request would change it.
+    with Session(db.engine) as other:
+        other.get(Clinic, twilio_sms.message.clinic_id).twilio_auth_token = NEW_TOKEN
+        other.flush()
+        # Served between the flush and the commit, this callback still reads the old token.
+        twilio_post(client, app, twilio_sms, "sent")
+        other.commit()
+
+    response = twilio_post(client, app, twilio_sms, "delivered")
+
+    assert response.status_code == 403
 
 
 def test_bandwidth_new_password_accepted_at_once(client, bandwidth_sms):
