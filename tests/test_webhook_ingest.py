@@ -129,6 +129,8 @@ def test_twilio_token_changed_here_rejected_at_once(client, app, twilio_sms):
 
 
 def test_twilio_old_token_cached_before_commit_rejected_after(client, app, twilio_sms):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("On SQLite the flushing session's write lock holds the callback until the commit")
     # Another session of this process, as a staff request would change it.
     with Session(db.engine) as other:
         other.get(Clinic, twilio_sms.message.clinic_id).twilio_auth_token = NEW_TOKEN
