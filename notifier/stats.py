@@ -277,7 +277,7 @@ def _figures(clinic_ids, now, chart_days):
     return windows, daily
 
 
-def _clinic_ranges(now, open_from, chart_start):
+def _clinic_ranges(now, open_from, chart_start=None):
     """Return the ``{window or "chart": [(low, high)]}`` ranges to read from the hourly and the daily rows.
 
     A window from ``start`` to ``now`` reads the hourly rows up to the first midnight after
@@ -292,9 +292,10 @@ def _clinic_ranges(now, open_from, chart_start):
         else:
             hourly[name] = [(start, first_full_day), (open_from, None)]
             daily[name] = [(first_full_day, open_from)]
-    hourly["chart"] = [(max(chart_start, open_from), None)]
-    if chart_start < open_from:
-        daily["chart"] = [(chart_start, open_from)]
+    if chart_start is not None:
+        hourly["chart"] = [(max(chart_start, open_from), None)]
+        if chart_start < open_from:
+            daily["chart"] = [(chart_start, open_from)]
     return hourly, daily
 
 
@@ -306,11 +307,12 @@ def _fleet_ranges(now, open_from, chart_start):
     return closed, still_open
 
 
-def _period_sums(table, clinic_ids, ranges):
+def _period_sums(table, clinic_ids, ranges, by_clinic=False):
     """Return ``(day, outcome, category, *sums)`` rows of ``table``: one sum per window, then the chart's.
 
-    A window or the chart without a range in ``ranges`` sums to zero. The statement is built once
-    for each table and shape of ranges, with the bounds as parameters.
+    With ``by_clinic`` the rows are ``(clinic_id, outcome, *sums)`` instead. A window or the chart
+    without a range in ``ranges`` sums to zero. The statement is built once for each table, key
+    and shape of ranges, with the bounds as parameters.
     """
     names = (*WINDOWS, "chart")
     shape = tuple(tuple(high is not None for _low, high in ranges.get(name, ())) for name in names)
@@ -322,12 +324,13 @@ def _period_sums(table, clinic_ids, ranges):
                 params[f"{name}_{number}_high"] = high
     if clinic_ids is not None:
         params["clinic_ids"] = list(clinic_ids)
-    statement = _period_statement(table.__tablename__, clinic_ids is not None, shape, db.session.get_bind().dialect.name)
+    dialect_name = db.session.get_bind().dialect.name
+    statement = _period_statement(table.__tablename__, clinic_ids is not None, shape, dialect_name, by_clinic)
     return db.session.execute(statement, params).all()
 
 
 @cache
-def _period_statement(table_name, scoped, shape, dialect_name):
+def _period_statement(table_name, scoped, shape, dialect_name, by_clinic):
     table = {model.__tablename__: model for model in (SmsHourlyStat, SmsDailyStat, SmsFleetHourlyStat)}[table_name]
     column = table.day if table is SmsDailyStat else table.hour
     names = (*WINDOWS, "chart")
@@ -345,11 +348,15 @@ def _period_statement(table_name, scoped, shape, dialect_name):
         func.sum(case((within(name, bounded), table.count), else_=0)) if bounded else literal(0)
         for name, bounded in zip(names, shape)
     ]
-    day = column if table is SmsDailyStat else _day_of(column, dialect_name)
+    if by_clinic:
+        keys = (table.clinic_id, table.outcome)
+    else:
+        day = column if table is SmsDailyStat else _day_of(column, dialect_name)
+        keys = (day, table.outcome, table.category)
     statement = (
-        db.select(day, table.outcome, table.category, *sums)
+        db.select(*keys, *sums)
         .where(or_(*(within(name, bounded) for name, bounded in zip(names, shape) if bounded)))
-        .group_by(day, table.outcome, table.category)
+        .group_by(*keys)
     )
     if scoped:
         statement = statement.where(table.clinic_id.in_(bindparam("clinic_ids", expanding=True)))
@@ -359,48 +366,17 @@ def _period_statement(table_name, scoped, shape, dialect_name):
 def rates_by_clinic(clinic_ids=None, now=None):
     """Return ``{clinic_id: {window: Window}}`` for every window, with one query per rollup table."""
     now = now or utcnow()
+    open_from = close_days(now - WINDOWS["30d"], now)
+    hourly, daily = _clinic_ranges(now, open_from)
+    rows = _period_sums(SmsHourlyStat, clinic_ids, hourly, by_clinic=True)
+    if daily:
+        rows += _period_sums(SmsDailyStat, clinic_ids, daily, by_clinic=True)
     result = {}
-    for clinic_id, outcome, *counts in _window_rows(clinic_ids, now, by_clinic=True):
+    for clinic_id, outcome, *counts in rows:
         for name, count in zip(WINDOWS, counts):
             window = result.setdefault(clinic_id, {}).setdefault(name, Window())
             setattr(window, outcome, getattr(window, outcome) + int(count or 0))
     return result
-
-
-def _window_rows(clinic_ids, now, by_clinic=False):
-    """Return one row per outcome and category (or per clinic and outcome) with a sum for each window.
-
-    A window from ``start`` to ``now`` reads the hourly rows up to the first midnight after
-    ``start``, the daily rows of the closed days after it, and the hourly rows of the open days.
-    """
-    open_from = close_days(now - WINDOWS["30d"], now)
-    hourly_ranges, daily_ranges = {}, {}
-    for name, span in WINDOWS.items():
-        start = now - span
-        first_full_day = start if start == _midnight(start) else _midnight(start) + DAY
-        if first_full_day >= open_from:
-            hourly_ranges[name] = [(start, None)]
-        else:
-            hourly_ranges[name] = [(start, first_full_day), (open_from, None)]
-            daily_ranges[name] = [(first_full_day, open_from)]
-    rows = _sums(SmsHourlyStat, SmsHourlyStat.hour, hourly_ranges, clinic_ids, by_clinic)
-    if daily_ranges:
-        rows += _sums(SmsDailyStat, SmsDailyStat.day, daily_ranges, clinic_ids, by_clinic)
-    return rows
-
-
-def _sums(table, column, ranges, clinic_ids, by_clinic):
-    def within(spans):
-        return or_(*(and_(column >= low, column < high) if high else column >= low for low, high in spans))
-
-    sums = [
-        func.sum(case((within(ranges[name]), table.count), else_=0)) if name in ranges else literal(0)
-        for name in WINDOWS
-    ]
-    keys = (table.clinic_id, table.outcome) if by_clinic else (table.outcome, table.category)
-    every_range = [span for spans in ranges.values() for span in spans]
-    statement = db.select(*keys, *sums).where(within(every_range)).group_by(*keys)
-    return db.session.execute(_scoped(statement, clinic_ids, table)).all()
 
 
 def _day_of(column, dialect_name=None):
@@ -414,12 +390,6 @@ def _as_date(value):
     if isinstance(value, str):
         return date.fromisoformat(value[:10])
     return value.date() if isinstance(value, datetime) else value
-
-
-def _scoped(statement, clinic_ids, table):
-    if clinic_ids is None:
-        return statement
-    return statement.where(table.clinic_id.in_(clinic_ids))
 
 
 def _hour(moment):

@@ -202,10 +202,7 @@ def mark_all_read():
 @client_required
 def attachment(attachment_id):
     """Serve a photo or video of the signed-in pet parent's own threads."""
-    found = db.session.get(Attachment, attachment_id)
-    if found is None or not found.storage_key:
-        abort(404)
-    get_message_or_404(found.message_id)
+    found = _own_attachment_or_404(attachment_id)
     return _private_file(media.path_for(found.storage_key), found.content_type)
 
 
@@ -213,12 +210,18 @@ def attachment(attachment_id):
 @client_required
 def attachment_preview(attachment_id):
     """Serve a photo of the signed-in pet parent's own threads at screen size, or the file itself."""
+    found = _own_attachment_or_404(attachment_id)
+    path = media.preview_path(found.storage_key, found.content_type)
+    return _private_file(path, "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type)
+
+
+def _own_attachment_or_404(attachment_id):
+    """Return a stored attachment of the signed-in pet parent's own threads, else 404."""
     found = db.session.get(Attachment, attachment_id)
     if found is None or not found.storage_key:
         abort(404)
     get_message_or_404(found.message_id)
-    path = media.preview_path(found.storage_key, found.content_type)
-    return _private_file(path, "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type)
+    return found
 
 
 def _private_file(path, content_type):
