@@ -178,7 +178,7 @@ def _call_provider(clinic, text):
 
 
 def _call_all(calls):
-    """Make every ``(clinic, text)`` provider call; return ``[(result, error)]`` in the same order.
+    """Make every ``(clinic, text)`` provider call and return ``[(result, error)]`` in the same order.
 
     The calls run on the process's send threads. Adapters are made here first, because they
     read the app's settings, and each thread pushes its own app context for pacing.

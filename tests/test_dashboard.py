@@ -221,8 +221,8 @@ def test_operator_sees_every_clinic(client, seeded, factory):
 
 # Closed days ------------------------------------------------------------------------------
 #
-# Hourly rows spread over 33 days, several per day, for two clinics; every figure read through
-# the daily rows must equal the same figure added up from the hourly rows alone.
+# The history is hourly rows over 33 days, several a day, for two clinics. Every figure read
+# through the summed rows must equal the same figure added up from the hourly rows alone.
 
 HISTORY_OUTCOMES = (("delivered", ""), ("failed", "landline"), ("failed", "carrier_filtered"), ("unknown", ""), ("suppressed", "opted_out"))
 
