@@ -14,6 +14,12 @@ from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
 PREFIX = "PAWPOST_"
+# Whole-number settings with their lowest and highest allowed values (None: no highest).
+BOUNDED_SETTINGS = {
+    "SEND_CONCURRENCY": (1, 64),
+    "IDEMPOTENCY_KEY_HOURS": (1, None),
+    "CALLBACK_CREDENTIALS_SECONDS": (0, None),
+}
 ENVIRONMENTS = ("development", "test", "production")
 
 
@@ -143,10 +149,11 @@ def load(overrides=None):
     _check_mail(settings, environment)
     _check_vapid(settings, environment)
     _check_sender_rates(settings["PAWPOST_SENDER_RATES"])
-    if not 1 <= settings["PAWPOST_SEND_CONCURRENCY"] <= 64:
-        raise ConfigError(
-            f"{PREFIX}SEND_CONCURRENCY={settings['PAWPOST_SEND_CONCURRENCY']!r} is out of range. Use a number from 1 to 64."
-        )
+    for name, (low, high) in BOUNDED_SETTINGS.items():
+        value = settings[PREFIX + name]
+        if value < low or (high is not None and value > high):
+            allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise ConfigError(f"{PREFIX}{name}={value!r} is out of range. Use a number {allowed}.")
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
     # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.

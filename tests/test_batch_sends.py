@@ -165,9 +165,18 @@ def test_reconciler_requeues_lost_batch_job(client, token):
     assert count(Message) == 3
 
 
-@pytest.mark.parametrize("value", ["0", "65", "-3"])
-def test_config_rejects_send_concurrency(monkeypatch, value):
-    monkeypatch.setenv("PAWPOST_SEND_CONCURRENCY", value)
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SEND_CONCURRENCY", "0"),
+        ("SEND_CONCURRENCY", "65"),
+        ("SEND_CONCURRENCY", "-3"),
+        ("IDEMPOTENCY_KEY_HOURS", "0"),
+        ("CALLBACK_CREDENTIALS_SECONDS", "-1"),
+    ],
+)
+def test_config_rejects_out_of_range(monkeypatch, name, value):
+    monkeypatch.setenv(f"PAWPOST_{name}", value)
 
-    with pytest.raises(config.ConfigError, match=f"PAWPOST_SEND_CONCURRENCY={value} is out of range"):
+    with pytest.raises(config.ConfigError, match=f"PAWPOST_{name}={value} is out of range"):
         config.load({"PAWPOST_ENV": "development"})
