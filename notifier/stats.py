@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.extensions import db
 from portal.models import SmsClosedDay, SmsDailyStat, SmsFleetHourlyStat, SmsHourlyStat, SmsRollupMark, utcnow
+from portal.models.stats import STRIPES
 from portal.models.types import UTCDateTime
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -34,19 +35,19 @@ FLEET_MARK = "fleet_hourly"
 ROLLUP_LOCK_KEY = 7_290_514_031
 
 
-def record(delivery, outcome, category=None, *, channel=None, clinic_id=None):
+def record(delivery, outcome, category=None, *, channel=None, clinic_id=None, delivery_id=None):
     """Count one settled SMS delivery in its clinic's hourly row.
 
-    A caller without a loaded delivery passes ``delivery=None`` with its ``channel`` and
-    ``clinic_id``, which saves loading the delivery and its message.
+    A caller without a loaded delivery passes ``delivery=None`` with its ``channel``,
+    ``clinic_id`` and ``delivery_id``, which saves loading the delivery and its message.
     """
     if delivery is not None:
         channel = delivery.channel
     if channel != "sms":
         return
     if delivery is not None:
-        clinic_id = delivery.message.clinic_id
-    _add_to_hour(clinic_id, utcnow(), outcome, category or "", 1)
+        clinic_id, delivery_id = delivery.message.clinic_id, delivery.id
+    _add_to_hour(clinic_id, utcnow(), outcome, category or "", 1, delivery_id % STRIPES)
 
 
 def add_history(clinic_id, when, outcome, count, category=""):
@@ -56,7 +57,7 @@ def add_history(clinic_id, when, outcome, count, category=""):
     read. The caller commits, and until then a reader that would sum the same rows waits.
     """
     lock_rollups(db.session.connection())
-    _add_to_hour(clinic_id, when, outcome, category, count)
+    _add_to_hour(clinic_id, when, outcome, category, count, 0)
     day = _midnight(when)
     db.session.execute(delete(SmsDailyStat).where(SmsDailyStat.day == day))
     db.session.execute(delete(SmsClosedDay).where(SmsClosedDay.day == day))
@@ -67,11 +68,18 @@ def add_history(clinic_id, when, outcome, count, category=""):
     )
 
 
-def _add_to_hour(clinic_id, when, outcome, category, count):
+def _add_to_hour(clinic_id, when, outcome, category, count, stripe):
     connection = db.session.connection()
     connection.execute(
         _hour_upsert(connection.dialect.name),
-        {"clinic_id": clinic_id, "hour": _hour(when), "outcome": outcome, "category": category, "count": count},
+        {
+            "clinic_id": clinic_id,
+            "hour": _hour(when),
+            "outcome": outcome,
+            "category": category,
+            "stripe": stripe,
+            "count": count,
+        },
     )
 
 
@@ -85,10 +93,11 @@ def _hour_upsert(dialect_name):
         hour=bindparam("hour", type_=UTCDateTime()),
         outcome=bindparam("outcome"),
         category=bindparam("category"),
+        stripe=bindparam("stripe"),
         count=bindparam("count"),
     )
     return statement.on_conflict_do_update(
-        index_elements=["clinic_id", "hour", "outcome", "category"],
+        index_elements=["clinic_id", "hour", "outcome", "category", "stripe"],
         set_={"count": table.c.count + statement.excluded.count},
     )
 

@@ -170,7 +170,7 @@ def _move_forward(clinic_id, event, found, status):
     if STATUS_RANK[status] >= FINAL_RANK:
         metrics.FINAL_DELIVERIES.labels(found.channel, status, "").inc()
     if status in ("delivered", "unknown", "suppressed"):
-        stats.record(None, status, channel=found.channel, clinic_id=clinic_id)
+        stats.record(None, status, channel=found.channel, clinic_id=clinic_id, delivery_id=found.id)
     return True
 
 

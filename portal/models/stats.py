@@ -1,12 +1,13 @@
 """SMS outcome counts per clinic, by hour as texts settle and by day once a day is over, and escalations."""
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.types import UTCDateTime, utcnow
 
 OUTCOMES = ("delivered", "failed", "suppressed", "unknown")
+STRIPES = 16
 
 
 class SmsHourlyStat(db.Model):
@@ -18,7 +19,7 @@ class SmsHourlyStat(db.Model):
 
     __tablename__ = "sms_hourly_stats"
     __table_args__ = (
-        UniqueConstraint("clinic_id", "hour", "outcome", "category"),
+        UniqueConstraint("clinic_id", "hour", "outcome", "category", "stripe"),
         Index("ix_sms_hourly_stats_hour", "hour"),
     )
 
@@ -28,6 +29,10 @@ class SmsHourlyStat(db.Model):
     outcome: Mapped[str] = mapped_column(String(10))
     # Empty for delivered and unknown outcomes.
     category: Mapped[str] = mapped_column(String(20), default="")
+    # A clinic's texts settle into STRIPES rows per hour, outcome and category, chosen by
+    # delivery id, so that concurrent status callbacks do not all wait for one row's lock.
+    # Readers sum over every stripe.
+    stripe: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     count: Mapped[int] = mapped_column(default=0)
 
 
