@@ -335,4 +335,6 @@ def _engine_options(url):
     if url.startswith("sqlite"):
         # The web server and the worker write to one SQLite file; wait for the lock, don't fail.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    # portal.pool checks idle connections before use, instead of SQLAlchemy's pool_pre_ping,
+    # which costs a round trip on every checkout.
+    return {}

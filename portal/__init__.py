@@ -4,6 +4,7 @@ from flask import Flask
 
 import config
 from portal import sqlite  # noqa: F401  (registers the SQLite engine hooks)
+from portal import pool
 from portal.extensions import csrf, db, limiter, login_manager
 
 
@@ -13,6 +14,9 @@ def create_app(overrides=None):
     app.config.from_mapping(config.load(overrides))
 
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            pool.watch(db.engine)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
