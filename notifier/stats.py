@@ -31,6 +31,8 @@ DAY = timedelta(days=1)
 # its end whose transaction commits just after it is still in the sum.
 CLOSE_AFTER = timedelta(hours=1)
 FLEET_MARK = "fleet_hourly"
+# The outcomes a status callback can settle a text with; failures are counted by ``settle``.
+COUNTED_OUTCOMES = ("delivered", "unknown", "suppressed")
 # Any fixed number, the same in every process: the advisory lock of ``lock_rollups``.
 ROLLUP_LOCK_KEY = 7_290_514_031
 
@@ -61,7 +63,7 @@ def add_history(clinic_id, when, outcome, count, category=""):
     day = _midnight(when)
     db.session.execute(delete(SmsDailyStat).where(SmsDailyStat.day == day))
     db.session.execute(delete(SmsClosedDay).where(SmsClosedDay.day == day))
-    hour = _hour(when)
+    hour = hour_start(when)
     db.session.execute(delete(SmsFleetHourlyStat).where(SmsFleetHourlyStat.hour == hour))
     db.session.execute(
         update(SmsRollupMark).where(SmsRollupMark.name == FLEET_MARK, SmsRollupMark.until > hour).values(until=hour)
@@ -74,7 +76,7 @@ def _add_to_hour(clinic_id, when, outcome, category, count, stripe):
         _hour_upsert(connection.dialect.name),
         {
             "clinic_id": clinic_id,
-            "hour": _hour(when),
+            "hour": hour_start(when),
             "outcome": outcome,
             "category": category,
             "stripe": stripe,
@@ -138,10 +140,10 @@ def close_fleet_hours(now=None):
     hourly rows. Only the hours of the longest window are summed.
     """
     now = now or utcnow()
-    open_from = _hour(min(now, utcnow()) - CLOSE_AFTER)
+    open_from = hour_start(min(now, utcnow()) - CLOSE_AFTER)
     # NOTE: hours older than the first sum's 30-day start are never summed, so a reading dated
     # earlier than an earlier one (only tests and benchmarks pass ``now``) can miss them.
-    oldest = _hour(now - WINDOWS["30d"])
+    oldest = hour_start(now - WINDOWS["30d"])
     mark = db.session.execute(db.select(SmsRollupMark.until).where(SmsRollupMark.name == FLEET_MARK)).scalar()
     if mark is not None and mark >= open_from:
         return open_from
@@ -401,7 +403,8 @@ def _as_date(value):
     return value.date() if isinstance(value, datetime) else value
 
 
-def _hour(moment):
+def hour_start(moment):
+    """Return the start of the UTC hour that ``moment`` falls in."""
     return moment.replace(minute=0, second=0, microsecond=0)
 
 

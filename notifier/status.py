@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from notifier import metrics, policy, stats
@@ -30,6 +30,7 @@ from portal.models import (
     ProviderEvent,
     utcnow,
 )
+from portal.models.stats import STRIPES
 from portal.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,105 @@ def apply_event(clinic_id, event):
     ``clinic_id`` is the clinic the callback authenticated as. The caller commits, then passes
     the follow-ups to ``queues.enqueue_followups``.
     """
+    if _moved_in_one_statement(clinic_id, event):
+        return []
     found = _find_delivery(clinic_id, event)
     ids = {"message_id": found.message_id, "delivery_id": found.id} if found is not None else {}
     with log_context(clinic_id=clinic_id, **ids):
         return _apply(clinic_id, event, found)
+
+
+def _moved_in_one_statement(clinic_id, event):
+    """Apply a forward move of the attempt in flight with one statement; return True when it moved.
+
+    Nearly every callback is a sent or delivered event for the attempt in flight, and on
+    PostgreSQL one statement moves the delivery, counts it and stores the event. Any other
+    event, and one that moves nothing, takes the general path, which finds out why.
+    """
+    status = map_status(event.provider, event.provider_status)
+    if (
+        status is None
+        or status in FAILED_STATUSES
+        or event.delivery_id is None
+        or event.attempt is None
+        or not event.provider_message_id
+    ):
+        return False
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    now = utcnow()
+    moved = connection.execute(
+        _move_count_and_store(status),
+        {
+            "clinic_id": clinic_id,
+            "provider": event.provider,
+            "delivery_id": event.delivery_id,
+            "attempt": event.attempt,
+            "event_provider_message_id": event.provider_message_id,
+            "now": now,
+            "hour": stats.hour_start(now),
+            "provider_status": (event.provider_status or "")[:24],
+            "error_code": event.error_code or None,
+            "payload": json.dumps(event.payload, sort_keys=True),
+        },
+    ).first()
+    if moved is None:
+        return False
+    if STATUS_RANK[status] >= FINAL_RANK:
+        metrics.FINAL_DELIVERIES.labels(moved.channel, status, "").inc()
+    with log_context(clinic_id=clinic_id, message_id=moved.message_id, delivery_id=moved.id):
+        log.info("Status event for delivery %s: %s (applied).", moved.id, status)
+    return True
+
+
+@cache
+def _move_count_and_store(status):
+    """Return the PostgreSQL statement that moves a delivery to ``status``, counts it and stores the event.
+
+    The move has the conditions of ``_forward_update``. It adds those under which ``_find_delivery``
+    and ``_apply`` let an event apply: the delivery belongs to the clinic and provider, the event
+    is for the attempt in flight, and its provider message id matches. The count and the stored
+    event read the moved row, so a delivery that does not move leaves no trace.
+    """
+    rank = STATUS_RANK[status]
+    assignments = ["status = :status", "status_rank = :rank", "updated_at = :now"]
+    if status in ("delivered", "suppressed"):
+        assignments += ["error_code = NULL", "category = NULL"]
+    if rank >= FINAL_RANK:
+        assignments.append("final_at = :now")
+    assignments.append("provider_message_id = coalesce(d.provider_message_id, :event_provider_message_id)")
+    count = ""
+    if status in stats.COUNTED_OUTCOMES:
+        count = f"""
+        , counted AS (
+            INSERT INTO sms_hourly_stats (clinic_id, hour, outcome, category, stripe, count)
+            SELECT :clinic_id, :hour, :status, '', moved.id % {STRIPES}, 1 FROM moved WHERE moved.channel = 'sms'
+            ON CONFLICT (clinic_id, hour, outcome, category, stripe)
+            DO UPDATE SET count = sms_hourly_stats.count + excluded.count
+        )"""
+    sql = f"""
+        WITH moved AS (
+            UPDATE deliveries AS d SET {", ".join(assignments)}
+            FROM messages AS m
+            WHERE d.id = :delivery_id AND d.provider = :provider AND d.status_rank < :rank
+              AND d.attempts = :attempt AND d.next_attempt_at IS NULL
+              AND (d.provider_message_id IS NULL OR d.provider_message_id = :event_provider_message_id)
+              AND m.id = d.message_id AND m.clinic_id = :clinic_id
+            RETURNING d.id, d.channel, d.message_id
+        ), stored AS (
+            INSERT INTO provider_events
+                (clinic_id, provider, kind, provider_message_id, delivery_id, status, error_code, outcome, payload, received_at)
+            SELECT :clinic_id, :provider, 'status', :event_provider_message_id, moved.id, :provider_status,
+                   :error_code, 'applied', :payload, :now
+            FROM moved
+        ){count}
+        SELECT id, channel, message_id FROM moved
+    """
+    binds = [bindparam("status", status), bindparam("rank", rank), bindparam("now", type_=UTCDateTime())]
+    if count:
+        binds.append(bindparam("hour", type_=UTCDateTime()))
+    return text(sql).bindparams(*binds)
 
 
 def _apply(clinic_id, event, found):
@@ -169,7 +265,7 @@ def _move_forward(clinic_id, event, found, status):
         return False
     if STATUS_RANK[status] >= FINAL_RANK:
         metrics.FINAL_DELIVERIES.labels(found.channel, status, "").inc()
-    if status in ("delivered", "unknown", "suppressed"):
+    if status in stats.COUNTED_OUTCOMES:
         stats.record(None, status, channel=found.channel, clinic_id=clinic_id, delivery_id=found.id)
     return True
 
@@ -181,6 +277,22 @@ def _forward_update(status):
     The conditions are those of ``advance``. The delivery also takes the event's provider
     message id when it has none yet.
     """
+    table = _deliveries
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("delivery_id"),
+            table.c.status_rank < STATUS_RANK[status],
+            table.c.attempts == bindparam("current_attempts"),
+            table.c.next_attempt_at.is_(None),
+        )
+        .values(**_forward_values(status))
+        .returning(table.c.id)
+    )
+
+
+def _forward_values(status):
+    """Return the columns a move to ``status`` (not a failure) sets, with the bind parameter ``now``."""
     rank = STATUS_RANK[status]
     now = bindparam("now", type_=UTCDateTime())
     values = {"status": status, "status_rank": rank, "updated_at": now}
@@ -188,21 +300,10 @@ def _forward_update(status):
         values.update(error_code=None, category=None)
     if rank >= FINAL_RANK:
         values["final_at"] = now
-    table = _deliveries
-    return (
-        update(table)
-        .where(
-            table.c.id == bindparam("delivery_id"),
-            table.c.status_rank < rank,
-            table.c.attempts == bindparam("current_attempts"),
-            table.c.next_attempt_at.is_(None),
-        )
-        .values(
-            **values,
-            provider_message_id=func.coalesce(table.c.provider_message_id, bindparam("event_provider_message_id")),
-        )
-        .returning(table.c.id)
+    values["provider_message_id"] = func.coalesce(
+        _deliveries.c.provider_message_id, bindparam("event_provider_message_id")
     )
+    return values
 
 
 def _store_event(clinic_id, event, delivery_id, outcome):
@@ -256,7 +357,7 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
     moved = db.session.execute(statement).rowcount == 1
     if moved and rank >= FINAL_RANK:
         metrics.FINAL_DELIVERIES.labels(delivery.channel, status, values.get("category") or "").inc()
-    if moved and status in ("delivered", "unknown", "suppressed"):
+    if moved and status in stats.COUNTED_OUTCOMES:
         stats.record(delivery, status, category)
     if provider_message_id and not delivery.provider_message_id:
         _set_provider_id(delivery.id, provider_message_id)
