@@ -4,12 +4,12 @@ A session id is ``staff:<id>`` or ``client:<id>``, so one cookie can never be re
 other kind of account.
 """
 
-from functools import wraps
+from functools import cache, wraps
 from urllib.parse import unquote, urlsplit
 
 from flask import redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, login_manager
@@ -31,12 +31,18 @@ def load_user(user_id):
         return db.session.get(StaffUser, int(raw_id))
     if kind != "client":
         return None
-    # Every portal page names the record's clinic, so it comes in the same statement.
-    client = db.session.get(Client, int(raw_id), options=[joinedload(Client.clinic)])
+    client = db.session.execute(_client_with_clinic(), {"client_id": int(raw_id)}).scalar_one_or_none()
     # A session from before the client's last logout names an older version and is refused.
     if client is None or version != str(client.session_version):
         return None
     return client
+
+
+@cache
+def _client_with_clinic():
+    # Every portal page names the record's clinic, so it comes in the same statement. The statement
+    # is built once because every signed-in portal request runs it.
+    return db.select(Client).options(joinedload(Client.clinic)).where(Client.id == bindparam("client_id"))
 
 
 def staff_required(view):

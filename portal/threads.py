@@ -7,21 +7,46 @@ record, so one per clinic.
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import NamedTuple
 
-from sqlalchemy import case, exists, func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import aliased, joinedload, selectinload
+from sqlalchemy.orm import aliased, joinedload
 
 from portal.extensions import db
-from portal.models import Attachment, Client, Delivery, Message, utcnow
+from portal.models import Attachment, Client, Clinic, Delivery, Message, utcnow
+from portal.models.types import UTCDateTime
+
+
+class ThreadClinic(NamedTuple):
+    """The clinic of an inbox thread: its name, and its number for the local time."""
+
+    id: int
+    name: str
+    sender_number: str
+
+
+class LatestMessage(NamedTuple):
+    """The newest visible message of an inbox thread."""
+
+    id: int
+    direction: str
+    body: str
+    created_at: datetime
+    has_attachments: bool
 
 
 @dataclass(frozen=True)
 class ThreadSummary:
-    """One line of the inbox: a clinic's thread with its newest message and unread counts."""
+    """One line of the inbox: a clinic's thread with its newest message and unread counts.
 
-    client: Client
-    latest: Message | None
+    ``latest`` is None for a thread without visible messages.
+    """
+
+    client_id: int
+    clinic: ThreadClinic
+    latest: LatestMessage | None
     unread: int
     unread_chat: int
 
@@ -67,53 +92,105 @@ def visible_messages():
 
     A scheduled message stays hidden until its send time, like its text.
     """
-    return _only_visible(db.select(Message))
+    return db.select(Message).where(_is_visible(utcnow()))
 
 
-def _only_visible(statement):
-    # The outer join brings each message's portal copy, whose columns callers may select too.
+# The statements below are built once, with the time that decides which scheduled messages are
+# due as a parameter.
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def _is_visible(now):
+    return ((Message.direction == "inbound") | _portal_copy(Delivery.id).is_not(None)) & _is_due(now)
+
+
+def _is_due(now):
+    return Message.send_at.is_(None) | (Message.send_at <= now)
+
+
+# Portal copies and attachments are read by scalar subqueries, one index lookup per message. A join
+# makes PostgreSQL's planner read the ends of both id indexes, slow while deleted rows await vacuum.
+def _portal_copy(value):
+    """Return ``value`` of the outer message's portal copy, or NULL when it has none."""
     return (
-        statement.outerjoin(Delivery, (Delivery.message_id == Message.id) & (Delivery.channel == "portal"))
-        .where((Message.direction == "inbound") | (Delivery.id.is_not(None)))
-        .where(_is_due())
+        db.select(value)
+        .where(Delivery.message_id == Message.id, Delivery.channel == "portal")
+        .scalar_subquery()
     )
 
 
-def _is_due():
-    return Message.send_at.is_(None) | (Message.send_at <= utcnow())
+def _has_attachments(message):
+    # Unlike this subquery, an EXISTS may run as a hash of the whole table when the thread is long.
+    first = db.select(Attachment.id).where(Attachment.message_id == message.id).limit(1).scalar_subquery()
+    return first.is_not(None)
+
+
+def _unread_count(condition=None):
+    """Return the number of due unread portal copies in the thread of the outer query's ``Client``."""
+    # NOTE: each count looks up the portal copy of every message in the thread, so a thread of
+    # tens of thousands of messages takes longer to count than with a join, which reads it once.
+    unread = Delivery.read_at.is_(None) if condition is None else Delivery.read_at.is_(None) & condition
+    return (
+        db.select(func.count())
+        .select_from(Message)
+        .where(Message.client_id == Client.id, _is_due(_NOW), _portal_copy(unread))
+        .correlate(Client)
+        .scalar_subquery()
+    )
+
+
+@cache
+def _summaries_statement():
+    newest_id = (
+        db.select(Message.id)
+        .where(Message.client_id == Client.id, _is_visible(_NOW))
+        .order_by(Message.id.desc())
+        .limit(1)
+        .correlate(Client)
+        .scalar_subquery()
+    )
+    latest = aliased(Message, name="latest")
+    return (
+        db.select(
+            Client.id.label("client_id"),
+            Clinic.id.label("clinic_id"),
+            Clinic.name.label("clinic_name"),
+            Clinic.sender_number,
+            latest.id.label("latest_id"),
+            latest.direction,
+            latest.body,
+            latest.created_at,
+            _has_attachments(latest).label("has_attachments"),
+            _unread_count().label("unread"),
+            _unread_count(Delivery.chat_notification.is_(True)).label("unread_chat"),
+        )
+        .select_from(Client)
+        .join(Clinic, Clinic.id == Client.clinic_id)
+        .outerjoin(latest, latest.id == newest_id)
+        .where(Client.mobile_number == bindparam("mobile_number"))
+        .order_by(Client.id)
+    )
 
 
 def thread_summaries(client):
     """Return the person's threads, newest activity first, each with its unread counts.
 
     One statement reads every record with its clinic, its newest visible message and its unread
-    counts, and one more the attachments of those messages, however many clinics the person has.
-    A correlated subquery picks each thread's newest message, a short walk back along
-    ``ix_messages_client_id_id`` on PostgreSQL and SQLite alike.
+    counts, however many clinics the person has. A correlated subquery picks each thread's newest
+    message, a short walk back along ``ix_messages_client_id_id`` on PostgreSQL and SQLite alike.
     """
-    latest = aliased(Message, name="latest")
-    newest_id = (
-        _only_visible(db.select(Message.id))
-        .where(Message.client_id == Client.id)
-        .order_by(Message.id.desc())
-        .limit(1)
-        .correlate(Client)
-        .scalar_subquery()
-    )
-    counts = _unread_counts_select().where(Message.client_id.in_(person_client_ids(client))).subquery()
     rows = db.session.execute(
-        db.select(Client, latest, counts.c.unread, counts.c.unread_chat)
-        .select_from(Client)
-        .outerjoin(latest, latest.id == newest_id)
-        .outerjoin(counts, counts.c.client_id == Client.id)
-        .where(Client.mobile_number == client.mobile_number)
-        .options(joinedload(Client.clinic), selectinload(latest.attachments))
-        .order_by(Client.id)
+        _summaries_statement(), {"mobile_number": client.mobile_number, "now": utcnow()}
     ).all()
-    summaries = [
-        ThreadSummary(record, message, int(unread or 0), int(unread_chat or 0))
-        for record, message, unread, unread_chat in rows
-    ]
+    summaries = []
+    for row in rows:
+        latest = None
+        if row.latest_id is not None:
+            # SQLite returns the attachment test as 0 or 1.
+            has_attachments = bool(row.has_attachments)
+            latest = LatestMessage(row.latest_id, row.direction, row.body, row.created_at, has_attachments)
+        clinic = ThreadClinic(row.clinic_id, row.clinic_name, row.sender_number)
+        summaries.append(ThreadSummary(row.client_id, clinic, latest, row.unread, row.unread_chat))
     # Threads without messages go last; the rest by their newest message.
     summaries.sort(key=lambda s: (s.latest is not None, s.latest.id if s.latest else 0), reverse=True)
     return summaries
@@ -121,52 +198,29 @@ def thread_summaries(client):
 
 def unread_counts(client_ids):
     """Return ``{client_id: (unread, unread_chat_notifications)}`` for threads with unread messages."""
-    rows = db.session.execute(_unread_counts_select().where(Message.client_id.in_(client_ids))).all()
-    return {client_id: (unread, int(chat or 0)) for client_id, unread, chat in rows}
+    params = {"client_ids": list(client_ids), "now": utcnow()}
+    rows = db.session.execute(_unread_counts_statement(), params).all()
+    return {client_id: (unread, chat) for client_id, unread, chat in rows if unread}
 
 
-def _unread_counts_select():
-    return (
-        db.select(
-            Message.client_id,
-            func.count(Delivery.id).label("unread"),
-            func.sum(case((Delivery.chat_notification.is_(True), 1), else_=0)).label("unread_chat"),
-        )
-        .join(Delivery, Delivery.message_id == Message.id)
-        .where(Delivery.channel == "portal", Delivery.read_at.is_(None))
-        .where(_is_due())
-        .group_by(Message.client_id)
-    )
+@cache
+def _unread_counts_statement():
+    return db.select(
+        Client.id, _unread_count(), _unread_count(Delivery.chat_notification.is_(True))
+    ).where(Client.id.in_(bindparam("client_ids", expanding=True)))
 
 
 def thread_messages(record, before=None, limit=50):
     """Return ``(messages, has_older)``: up to ``limit`` ThreadMessages of a thread, oldest first.
 
     ``before`` is a message id; only older messages are returned, for the "older messages" link.
-    The portal copy comes from the visibility join itself, and attachments are read only for the
+    The read and chat state come from the portal copy, and attachments are read only for the
     messages that have some.
     """
-    has_attachments = exists().where(Attachment.message_id == Message.id)
-    statement = (
-        _only_visible(
-            db.select(
-                Message.id,
-                Message.direction,
-                Message.body,
-                Message.created_at,
-                Delivery.id.label("portal_id"),
-                Delivery.read_at,
-                Delivery.chat_notification,
-                has_attachments.label("has_attachments"),
-            )
-        )
-        .where(Message.client_id == record.id)
-        .order_by(Message.id.desc())
-        .limit(limit + 1)
-    )
+    params = {"client_id": record.id, "now": utcnow(), "limit": limit + 1}
     if before is not None:
-        statement = statement.where(Message.id < before)
-    rows = db.session.execute(statement).all()
+        params["before"] = before
+    rows = db.session.execute(_thread_statement(before is not None), params).all()
     page = list(reversed(rows[:limit]))
     files = _attachments([row.id for row in page if row.has_attachments])
     messages = [
@@ -175,13 +229,34 @@ def thread_messages(record, before=None, limit=50):
             direction=row.direction,
             body=row.body,
             created_at=row.created_at,
-            unread=row.portal_id is not None and row.read_at is None,
-            chat_notification=row.portal_id is not None and bool(row.chat_notification),
+            unread=bool(row.unread),
+            chat_notification=bool(row.chat_notification),
             attachments=files.get(row.id, ()),
         )
         for row in page
     ]
     return messages, len(rows) > limit
+
+
+@cache
+def _thread_statement(before):
+    statement = (
+        db.select(
+            Message.id,
+            Message.direction,
+            Message.body,
+            Message.created_at,
+            _portal_copy(Delivery.read_at.is_(None)).label("unread"),
+            _portal_copy(Delivery.chat_notification).label("chat_notification"),
+            _has_attachments(Message).label("has_attachments"),
+        )
+        .where(Message.client_id == bindparam("client_id"), _is_visible(_NOW))
+        .order_by(Message.id.desc())
+        .limit(bindparam("limit"))
+    )
+    if before:
+        statement = statement.where(Message.id < bindparam("before"))
+    return statement
 
 
 def _attachments(message_ids):
