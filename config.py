@@ -80,8 +80,8 @@ def load(overrides=None):
         "PAWPOST_SEND_TIMEOUT_SECONDS": _int("SEND_TIMEOUT_SECONDS", 15),
         # API responses kept for replay to retries with the same Idempotency-Key.
         "PAWPOST_IDEMPOTENCY_KEY_HOURS": _int("IDEMPOTENCY_KEY_HOURS", 48),
-        # Provider calls in flight at once in one worker process, for a batch of texts.
-        "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 32),
+        # Provider calls in flight at once in one worker process, and texts per batch send job.
+        "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 50),
         "PAWPOST_SMS_MAX_ATTEMPTS": _int("SMS_MAX_ATTEMPTS", 4),
         "PAWPOST_RETRY_BASE_SECONDS": _int("RETRY_BASE_SECONDS", 30),
         "PAWPOST_RETRY_MAX_SECONDS": _int("RETRY_MAX_SECONDS", 900),

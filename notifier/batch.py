@@ -3,7 +3,7 @@
 Creating 1,000 messages one by one costs an ORM flush per row and an RQ enqueue per job, about
 a second in all. Here the clients, messages and deliveries of a batch are written with one
 multi-row INSERT each, and the request queues a single ``enqueue_batch_sends`` job that a
-worker turns into send jobs of ``SEND_BATCH_SIZE`` texts each. Every delivery is committed
+worker turns into send jobs of ``PAWPOST_SEND_CONCURRENCY`` texts each. Every delivery is committed
 before that job is queued, so a lost fan-out job loses nothing: the reconciler queues stalled
 deliveries again.
 """
@@ -26,9 +26,6 @@ from portal.models.types import UTCDateTime
 log = logging.getLogger(__name__)
 
 MAX_BATCH_MESSAGES = 1000
-# Texts per send job. One job's fixed cost in RQ and PostgreSQL is shared by its texts, and a
-# worker that dies mid-job leaves at most this many sends for the reconciler to look up.
-SEND_BATCH_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -203,12 +200,18 @@ def enqueue_batch(stored, at=None):
 
 
 def enqueue_batch_sends(delivery_ids):
-    """Queue the SMS deliveries of a batch as send jobs of up to ``SEND_BATCH_SIZE`` texts; return the count.
+    """Queue the SMS deliveries of a batch as send jobs of up to ``PAWPOST_SEND_CONCURRENCY`` texts; return the count.
+
+    A job as large as a worker's send threads makes all its provider calls at once, so a slow
+    provider costs each job one wait, not one per round of threads. A job's fixed cost in RQ and
+    PostgreSQL is shared by its texts, and a worker that dies mid-job leaves at most this many
+    sends for the reconciler to look up.
 
     Each delivery also gets a key naming its job, so the reconciler can tell that it is still
     queued, as it does for a delivery with its own send job.
     """
-    chunks = [delivery_ids[start : start + SEND_BATCH_SIZE] for start in range(0, len(delivery_ids), SEND_BATCH_SIZE)]
+    size = current_app.config["PAWPOST_SEND_CONCURRENCY"]
+    chunks = [delivery_ids[start : start + size] for start in range(0, len(delivery_ids), size)]
     jobs = [
         Queue.prepare_data(
             queues.BATCH_SEND_JOB,

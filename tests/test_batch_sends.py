@@ -57,15 +57,33 @@ def test_every_text_reaches_provider_once(client, live, token):
     assert count(Delivery, Delivery.channel == "sms", Delivery.provider_message_id.is_(None)) == 0
 
 
-def test_batch_queued_in_jobs_of_fifty(client, token):
+@pytest.mark.parametrize(
+    ("concurrency", "job_sizes"),
+    [
+        (50, [50, 50, 20]),
+        (32, [32, 32, 32, 24]),
+        (64, [64, 56]),
+        (1, [1] * 120),
+    ],
+)
+def test_batch_queued_in_jobs_as_large_as_the_send_threads(app, client, token, monkeypatch, concurrency, job_sizes):
     ids = sms_delivery_ids(post_batch(client, token, delivered_numbers(120)))
     queues.queue("sms").empty()
+    monkeypatch.setitem(app.config, "PAWPOST_SEND_CONCURRENCY", concurrency)
 
     batch.enqueue_batch_sends(ids)
     jobs_queued = queues.queue("sms").get_jobs()
 
-    assert [len(job.args[0]) for job in jobs_queued] == [50, 50, 20]
-    assert {job.func_name for job in jobs_queued} == {"notifier.jobs.send_texts"}
+    assert [len(job.args[0]) for job in jobs_queued] == job_sizes
+
+
+def test_batch_send_jobs_run_send_texts(client, token):
+    ids = sms_delivery_ids(post_batch(client, token, delivered_numbers(120)))
+    queues.queue("sms").empty()
+
+    batch.enqueue_batch_sends(ids)
+
+    assert {job.func_name for job in queues.queue("sms").get_jobs()} == {"notifier.jobs.send_texts"}
 
 
 # Each number's setup, the statuses its text may have after the send job, and its category.
