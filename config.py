@@ -82,6 +82,9 @@ def load(overrides=None):
         "PAWPOST_IDEMPOTENCY_KEY_HOURS": _int("IDEMPOTENCY_KEY_HOURS", 48),
         # Provider calls in flight at once in one worker process, and texts per batch send job.
         "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 50),
+        # Status callbacks are answered once queued in Redis, and the workers apply them in batches.
+        # Off, each callback is applied before it is answered.
+        "PAWPOST_QUEUE_STATUS_EVENTS": _bool("QUEUE_STATUS_EVENTS", True),
         "PAWPOST_SMS_MAX_ATTEMPTS": _int("SMS_MAX_ATTEMPTS", 4),
         "PAWPOST_RETRY_BASE_SECONDS": _int("RETRY_BASE_SECONDS", 30),
         "PAWPOST_RETRY_MAX_SECONDS": _int("RETRY_MAX_SECONDS", 900),
@@ -104,7 +107,7 @@ def load(overrides=None):
         # Seconds a web process reuses a clinic's callback credentials before reading them again.
         # A replaced credential is still accepted for up to this long.
         "PAWPOST_CALLBACK_CREDENTIALS_SECONDS": _int("CALLBACK_CREDENTIALS_SECONDS", 60),
-        # Requests one API token may send, in Flask-Limiter notation such as "600 per minute".
+        # Requests one API token may send, in the notation of the limits library, such as "600 per minute".
         "PAWPOST_API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
         # Uploads above this size are refused before the body is read.
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_BYTES", 12 * 1024 * 1024),
@@ -156,9 +159,8 @@ def load(overrides=None):
             raise ConfigError(f"{PREFIX}{name}={value!r} is out of range. Use a number {allowed}.")
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
-    # Flask-Limiter keeps its counters in the same Redis as the queues, so every web process shares them.
+    # Rate-limit counters live in the same Redis as the queues, so every web process shares them.
     settings.setdefault("RATELIMIT_STORAGE_URI", settings["REDIS_URL"])
-    settings.setdefault("RATELIMIT_KEY_PREFIX", "pawpost")
     secure = settings["PAWPOST_BASE_URL"].startswith("https://")
     settings.setdefault("SESSION_COOKIE_SECURE", secure)
     settings.setdefault("REMEMBER_COOKIE_SECURE", secure)

@@ -5,7 +5,7 @@ from flask import Flask
 import config
 from portal import sqlite  # noqa: F401  (registers the SQLite engine hooks)
 from portal import pool
-from portal.extensions import csrf, db, limiter, login_manager
+from portal.extensions import csrf, db, login_manager
 
 
 def create_app(overrides=None):
@@ -19,7 +19,6 @@ def create_app(overrides=None):
             pool.watch(db.engine)
     login_manager.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
 
     from portal import admin, api, auth, commands, errors, migrate, ops, petportal, security, webhooks
 

@@ -31,6 +31,7 @@ def init_app(app):
 @click.option("--reconcile-every", default=30, show_default=True, help="Seconds between reconciler passes; 0 turns it off.")
 def worker(burst, reconcile_every, queue_names):
     """Run an RQ worker on the given queues, by default all of them in priority order."""
+    from notifier.status_queue import start_applier
     from notifier.worker import build_worker, start_reconciler
 
     names = [name.strip() for name in queue_names.split(",") if name.strip()]
@@ -41,6 +42,8 @@ def worker(burst, reconcile_every, queue_names):
     app = current_app._get_current_object()
     if reconcile_every and not burst:
         start_reconciler(app, reconcile_every)
+    if not burst:
+        start_applier(app)
     build_worker(app, names).work(burst=burst, with_scheduler=True)
 
 

@@ -1,7 +1,5 @@
 """Flask extensions, created unbound here and bound to the app in the factory."""
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -25,5 +23,3 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# No default limits: each limited action names its own limit and key.
-limiter = Limiter(key_func=get_remote_address)

@@ -12,7 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from notifier import queues
+from notifier import queues, status_queue
 from portal.extensions import db
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,13 @@ def metrics():
 
 def _queue_registry():
     registry = CollectorRegistry()
-    depth = GaugeMetricFamily("pawpost_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+    depth = GaugeMetricFamily(
+        "pawpost_queue_depth", "Jobs waiting in each RQ queue, and status events waiting to be applied.", labels=["queue"]
+    )
     try:
         for name in queues.QUEUE_ORDER:
             depth.add_metric([name], len(queues.queue(name)))
+        depth.add_metric(["status-events"], status_queue.waiting())
     except redis.exceptions.RedisError as exc:
         log.warning("Metrics: queue depth unavailable (%s).", type(exc).__name__)
     registry.register(_Fixed(depth))

@@ -1,8 +1,8 @@
-"""Rate-limit counters kept per app, on the storage configured for Flask-Limiter (Redis).
+"""Rate-limit counters kept per app in Redis, with the ``limits`` library's fixed windows.
 
-Flask-Limiter's ``Limiter`` keeps one storage, set by the last ``init_app``, so a second app in
-the same process (the test suite builds several) would move the first app's counters to its own
-storage. Counting through the ``limits`` strategy stored on each app keeps them apart.
+Each app keeps its own strategy and storage, so two apps in one process (the test suite builds
+several) never count into each other's storage. Only the actions that name a limit pay for a
+count; other requests do no rate-limit work.
 """
 
 from flask import current_app

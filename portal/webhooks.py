@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, abort, current_app, request, send_file
 from twilio.request_validator import RequestValidator
 
-from notifier import media, outbound_media, queues
+from notifier import media, outbound_media, queues, status_queue
 from notifier.inbound import act_on_keyword, store_inbound
 from notifier.status import StatusEvent, apply_event, parse_ref
 from portal import webhook_credentials
@@ -58,9 +58,10 @@ def twilio_status(clinic_id):
         attempt=attempt,
         payload=form.to_dict(flat=False),
     )
-    followups = apply_event(credentials.clinic_id, event)
-    db.session.commit()
-    queues.enqueue_followups(followups)
+    if not _queued(credentials.clinic_id, [event]):
+        followups = apply_event(credentials.clinic_id, event)
+        db.session.commit()
+        queues.enqueue_followups(followups)
     return "", 200
 
 
@@ -84,22 +85,32 @@ def twilio_inbound(clinic_id):
 
 @bp.post("/bandwidth/<int:clinic_id>/messages")
 def bandwidth_messages(clinic_id):
-    """Apply every event of a Bandwidth callback array: status events and inbound messages."""
+    """Store the inbound messages of a Bandwidth callback array, and queue or apply its status events."""
     credentials = _bandwidth_clinic_or_403(clinic_id)
     events = _bandwidth_events()
     from bandwidth.models.inbound_callback import InboundCallback
 
+    statuses = [_bandwidth_status_event(raw, parsed) for raw, parsed in events if not isinstance(parsed, InboundCallback)]
+    queued = bool(statuses) and _queued(credentials.clinic_id, statuses)
     followups, inbound = [], []
     for raw, parsed in events:
         if isinstance(parsed, InboundCallback):
             clinic = db.session.get(Clinic, credentials.clinic_id)
             inbound.append(_store_bandwidth_inbound(clinic, raw, parsed))
-            continue
-        followups.extend(apply_event(credentials.clinic_id, _bandwidth_status_event(raw, parsed)))
+        elif not queued:
+            followups.extend(apply_event(credentials.clinic_id, _bandwidth_status_event(raw, parsed)))
     db.session.commit()
     queues.enqueue_followups(followups)
     _after_inbound(inbound)
     return "", 200
+
+
+def _queued(clinic_id, events):
+    """Queue status ``events`` for the workers' appliers; return False when they must be applied now.
+
+    They are applied in the request when the queue is off or Redis does not take them.
+    """
+    return status_queue.enabled() and status_queue.push(clinic_id, events)
 
 
 def _after_inbound(messages):

@@ -2,7 +2,10 @@
 
 import re
 
+from flask.testing import FlaskClient
+
 from conftest import wait_for
+from notifier import status_queue
 from portal.extensions import db
 from portal.models import FINAL_RANK, STATUS_RANK, Delivery, Message, ProviderEvent, utcnow
 
@@ -88,3 +91,32 @@ def count(model, *conditions):
 def csrf_token(html):
     """Return the CSRF token of the first form in an HTML page."""
     return CSRF_PATTERN.search(html).group(1).decode()
+
+
+class ApplyingClient(FlaskClient):
+    """A test client that applies queued status events after each webhook call, as a worker would."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        path = args[0] if args and isinstance(args[0], str) else kwargs.get("path", "")
+        if path.startswith("/webhooks/"):
+            apply_queued(self.application)
+        return response
+
+
+def apply_queued(app):
+    """Apply every status event queued in Redis, in this thread; fail when some are left."""
+    with app.app_context():
+        assert status_queue.drain(consumer="tests"), "Queued status events were left unapplied."
+
+
+STATUS_EVENT_MODES = ["applied in the request", "queued"]
+
+
+def use_status_event_mode(app, monkeypatch, mode):
+    """Apply status callbacks in the request, or queue them and apply them after each webhook call."""
+    queued = mode == "queued"
+    monkeypatch.setitem(app.config, "PAWPOST_QUEUE_STATUS_EVENTS", queued)
+    if queued:
+        monkeypatch.setattr(app, "test_client_class", ApplyingClient)
+

@@ -15,7 +15,7 @@ from sqlalchemy import event, func, update
 from sqlalchemy.orm import Session
 
 from conftest import TWILIO_TOKEN
-from helpers import delivery, outbound_sms, provider_events
+from helpers import STATUS_EVENT_MODES, delivery, outbound_sms, provider_events, use_status_event_mode
 from portal.extensions import db
 from portal.models import STATUS_RANK, Clinic, Delivery, SmsHourlyStat, utcnow
 from portal.models.stats import STRIPES
@@ -32,6 +32,13 @@ from test_webhooks import (
 
 NEW_TOKEN = "rotated-twilio-auth-token"
 NEW_PASSWORD = "rotated-callback-secret"
+
+
+@pytest.fixture(autouse=True, params=STATUS_EVENT_MODES)
+def status_event_mode(request, app, monkeypatch):
+    """Run every test here with status events applied in the request, and again queued for the workers."""
+    use_status_event_mode(app, monkeypatch, request.param)
+    return request.param
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from rq import Queue
 from twilio.request_validator import RequestValidator
 
 from conftest import TWILIO_SID, TWILIO_TOKEN
-from helpers import count, delivery, outbound_sms, provider_events
+from helpers import STATUS_EVENT_MODES, apply_queued, count, delivery, outbound_sms, provider_events, use_status_event_mode
 from notifier import queues
 from portal.extensions import db
 from portal.models import Delivery, Message
@@ -22,6 +22,13 @@ from portal.models import Delivery, Message
 CLIENT_NUMBER = "+15551230001"
 TWILIO_SMS_SID = "SM" + "a1" * 16
 EVENT_TIME = "2025-03-04T15:16:17.000Z"
+
+
+@pytest.fixture(autouse=True, params=STATUS_EVENT_MODES)
+def status_event_mode(request, app, monkeypatch):
+    """Run every test here with status events applied in the request, and again queued for the workers."""
+    use_status_event_mode(app, monkeypatch, request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -511,10 +518,11 @@ def test_bandwidth_receipt_and_inbound_array(client, bandwidth_sms):
     assert inbound[0].client_id == bandwidth_sms.message.client_id
     assert inbound[0].provider_message_id == "1741101399000inbound"
     assert count(Message) == 2
-    assert [(event.kind, event.outcome) for event in logged] == [
-        ("status", "applied"),
-        ("status", "applied"),
+    # Queued status events are stored when applied, after the inbound message.
+    assert sorted((event.kind, event.outcome) for event in logged) == [
         ("inbound", "stored"),
+        ("status", "applied"),
+        ("status", "applied"),
     ]
 
 
@@ -552,7 +560,7 @@ def test_bandwidth_same_array_twice(client, bandwidth_sms):
     assert len(inbound_messages()) == 1
     assert second.status == "delivered"
     assert second.updated_at == first_updated_at
-    assert [event.outcome for event in provider_events()] == ["applied", "stored", "duplicate", "duplicate"]
+    assert sorted(event.outcome for event in provider_events()) == ["applied", "duplicate", "duplicate", "stored"]
 
 
 def test_bandwidth_failure_starts_fallback(client, app, bandwidth_sms):
@@ -667,6 +675,7 @@ def test_bandwidth_concurrent_failures_one_pointer(app, live, bandwidth_sms):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(post, range(8)))
+    apply_queued(app)
     pointers = count(Delivery, Delivery.message_id == bandwidth_sms.message_id, Delivery.channel == "pointer")
     outcomes = [event.outcome for event in provider_events()]
 

@@ -1,0 +1,435 @@
+"""Provider status events queued in a Redis stream by the web processes and applied in batches by the workers.
+
+A status callback is answered once its signature is checked and its event is in the stream, so
+the web process spends no database work on it. Each worker runs an applier thread that reads the
+stream as one consumer of a group and applies up to ``BATCH_SIZE`` events in one transaction:
+on PostgreSQL, the events that move a delivery forward (nearly all of them) with one statement,
+and every other event in arrival order through ``status.apply_in_session``.
+
+Nothing is lost in between:
+
+- An event stays in the stream until its batch has committed. A worker that dies mid-batch
+  leaves its events pending; another applier claims them after ``CLAIM_IDLE_MS``.
+- Applying an event twice stores a second copy and moves nothing, as for a provider's duplicate.
+- When Redis cannot take the event, the web process applies it itself, as before the queue.
+- An event that cannot be applied for a reason other than the database being unreachable is
+  logged and moved to ``FAILED_STREAM``, so it does not hold up the events behind it.
+
+Deploy Redis with append-only persistence, so queued events survive a Redis restart (docs/deploy.md).
+"""
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import datetime
+from functools import cache
+
+import redis
+from flask import current_app
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from notifier import metrics, queues, stats
+from notifier.status import FAILED_STATUSES, StatusEvent, apply_in_session, map_status
+from portal.extensions import db
+from portal.models import FINAL_RANK, STATUS_RANK, utcnow
+from portal.models.stats import STRIPES
+from portal.models.types import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+STREAM = "pawpost:status-events"
+GROUP = "appliers"
+FAILED_STREAM = "pawpost:status-events:failed"
+# Events applied in one transaction. Larger batches share the commit among more events.
+BATCH_SIZE = 500
+# An event read by an applier that has not acknowledged it for this long is claimed by another.
+CLAIM_IDLE_MS = 30_000
+# How often each applier looks for such events, and for consumers of stopped workers to forget.
+CLAIM_EVERY_SECONDS = 10
+# After a batch smaller than BATCH_SIZE, an applier waits this long for more events to gather:
+# under load, batches grow and the work per event shrinks; an idle stream is read at once.
+LINGER_SECONDS = 0.02
+# A consumer with nothing pending and idle this long belonged to a stopped worker.
+FORGET_CONSUMER_MS = 24 * 3600 * 1000
+
+
+def enabled():
+    return current_app.config["PAWPOST_QUEUE_STATUS_EVENTS"]
+
+
+def push(clinic_id, events):
+    """Add ``events`` of ``clinic_id`` to the stream, all or none; return False when Redis did not take them."""
+    received_at = utcnow().isoformat()
+    fields = [{"event": _encode(clinic_id, event, received_at)} for event in events]
+    try:
+        if len(fields) == 1:
+            queues.connection().xadd(STREAM, fields[0])
+        else:
+            with queues.connection().pipeline(transaction=True) as pipeline:
+                for entry in fields:
+                    pipeline.xadd(STREAM, entry)
+                pipeline.execute()
+    except redis.exceptions.RedisError as exc:
+        log.warning("Could not queue %s status event(s) of clinic %s (%s); applying them now.", len(fields), clinic_id, exc)
+        return False
+    return True
+
+
+def _encode(clinic_id, event, received_at):
+    return json.dumps(
+        {
+            "clinic_id": clinic_id,
+            "provider": event.provider,
+            "provider_status": event.provider_status,
+            "provider_message_id": event.provider_message_id,
+            "error_code": event.error_code,
+            "delivery_id": event.delivery_id,
+            "attempt": event.attempt,
+            "payload": event.payload,
+            "received_at": received_at,
+        },
+        separators=(",", ":"),
+    )
+
+
+class QueuedEvent:
+    """An event read from the stream: its stream id, clinic, arrival time and the event itself."""
+
+    __slots__ = ("entry_id", "clinic_id", "received_at", "event", "status")
+
+    def __init__(self, entry_id, data):
+        self.entry_id = entry_id
+        self.clinic_id = int(data["clinic_id"])
+        self.received_at = datetime.fromisoformat(data["received_at"])
+        self.event = StatusEvent(
+            provider=data["provider"],
+            provider_status=data["provider_status"],
+            provider_message_id=data["provider_message_id"],
+            error_code=data["error_code"],
+            delivery_id=data["delivery_id"],
+            attempt=data["attempt"],
+            payload=data["payload"],
+        )
+        self.status = map_status(self.event.provider, self.event.provider_status)
+
+
+# Applying -----------------------------------------------------------------------------------
+
+
+def apply_entries(entries):
+    """Apply stream ``entries`` (``[(entry_id, fields)]``) and acknowledge them; return how many were applied.
+
+    One transaction applies the batch. When it fails for any reason but an unreachable
+    database, each event is applied on its own, so one bad event cannot hold up the rest.
+    """
+    if not entries:
+        return 0
+    events = []
+    for entry_id, fields in entries:
+        try:
+            events.append(QueuedEvent(_text(entry_id), json.loads(fields[b"event"])))
+        except (KeyError, ValueError, TypeError):
+            _set_aside(entry_id, fields, "it is not a status event")
+    try:
+        followups = _apply_batch(events)
+    except OperationalError:
+        db.session.rollback()
+        raise
+    except Exception:
+        db.session.rollback()
+        log.exception("A batch of %s status events failed; applying them one by one.", len(events))
+        return _apply_one_by_one(events)
+    queues.enqueue_followups(followups)
+    _acknowledge([queued.entry_id for queued in events])
+    return len(events)
+
+
+def _apply_one_by_one(events):
+    applied = 0
+    for queued in events:
+        try:
+            followups = _apply_batch([queued])
+        except OperationalError:
+            db.session.rollback()
+            raise
+        except Exception:
+            db.session.rollback()
+            log.exception("Status event %s of clinic %s could not be applied.", queued.entry_id, queued.clinic_id)
+            _set_aside(queued.entry_id, {b"event": _encode(queued.clinic_id, queued.event, queued.received_at.isoformat())}, "applying it failed")
+            continue
+        queues.enqueue_followups(followups)
+        _acknowledge([queued.entry_id])
+        applied += 1
+    return applied
+
+
+def _apply_batch(events):
+    """Apply ``events`` in one transaction and commit it; return the follow-ups to queue."""
+    now = utcnow()
+    moved = set()
+    if db.engine.dialect.name == "postgresql":
+        moved = _move_many([queued for queued in events if _movable(queued)], events, now)
+    followups = []
+    for queued in events:
+        if queued.entry_id not in moved:
+            followups.extend(apply_in_session(queued.clinic_id, queued.event, queued.received_at))
+    db.session.commit()
+    return followups
+
+
+def _movable(queued):
+    event = queued.event
+    return (
+        queued.status is not None
+        and queued.status not in FAILED_STATUSES
+        and event.delivery_id is not None
+        and event.attempt is not None
+        and bool(event.provider_message_id)
+    )
+
+
+def _move_many(candidates, events, now):
+    """Move the deliveries of ``candidates`` forward with one statement; return the entry ids it applied.
+
+    A delivery named by more than one event of the batch is left to the general path, which
+    applies its events one after the other in the order they arrived.
+    """
+    seen = {}
+    for queued in events:
+        seen[queued.event.delivery_id] = seen.get(queued.event.delivery_id, 0) + 1
+    single = [queued for queued in candidates if seen[queued.event.delivery_id] == 1]
+    if not single:
+        return set()
+    rows = db.session.execute(
+        _move_statement(),
+        {
+            "positions": list(range(len(single))),
+            "clinic_ids": [queued.clinic_id for queued in single],
+            "providers": [queued.event.provider for queued in single],
+            "delivery_ids": [queued.event.delivery_id for queued in single],
+            "attempts": [queued.event.attempt for queued in single],
+            "message_ids": [queued.event.provider_message_id for queued in single],
+            "statuses": [queued.status for queued in single],
+            "ranks": [STATUS_RANK[queued.status] for queued in single],
+            "provider_statuses": [(queued.event.provider_status or "")[:24] for queued in single],
+            "error_codes": [queued.event.error_code or None for queued in single],
+            "payloads": [json.dumps(queued.event.payload, sort_keys=True) for queued in single],
+            "received": [_naive_utc(queued.received_at) for queued in single],
+            "counted": list(stats.COUNTED_OUTCOMES),
+            "now": now,
+            "hour": stats.hour_start(now),
+        },
+    ).all()
+    for row in rows:
+        if STATUS_RANK[row.status] >= FINAL_RANK:
+            metrics.FINAL_DELIVERIES.labels(row.channel, row.status, "").inc()
+    if rows:
+        log.info("Applied %s status events with one statement, for deliveries %s to %s.", len(rows), rows[0].id, rows[-1].id)
+    return {single[row.position].entry_id for row in rows}
+
+
+@cache
+def _move_statement():
+    """Return the PostgreSQL statement that moves many deliveries forward, counts them and stores their events.
+
+    Each input row carries the conditions of ``status._move_count_and_store``: the delivery belongs
+    to the clinic and provider, the event is for the attempt in flight, its provider message id
+    matches, and the status is a step forward. Only the rows that moved are counted and stored.
+    """
+    sql = f"""
+        WITH input AS (
+            SELECT * FROM unnest(
+                CAST(:positions AS integer[]), CAST(:clinic_ids AS integer[]), CAST(:providers AS text[]),
+                CAST(:delivery_ids AS integer[]), CAST(:attempts AS integer[]), CAST(:message_ids AS text[]),
+                CAST(:statuses AS text[]), CAST(:ranks AS integer[]), CAST(:provider_statuses AS text[]),
+                CAST(:error_codes AS text[]), CAST(:payloads AS text[]), CAST(:received AS timestamp[])
+            ) AS i(position, clinic_id, provider, delivery_id, attempt, message_id, status, rank,
+                   provider_status, error_code, payload, received_at)
+        ), moved AS (
+            UPDATE deliveries AS d SET
+                status = i.status,
+                status_rank = i.rank,
+                updated_at = :now,
+                error_code = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.error_code END,
+                category = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.category END,
+                final_at = CASE WHEN i.rank >= {FINAL_RANK} THEN :now ELSE d.final_at END,
+                provider_message_id = coalesce(d.provider_message_id, i.message_id)
+            FROM input AS i, messages AS m
+            WHERE d.id = i.delivery_id AND d.provider = i.provider AND d.status_rank < i.rank
+              AND d.attempts = i.attempt AND d.next_attempt_at IS NULL
+              AND (d.provider_message_id IS NULL OR d.provider_message_id = i.message_id)
+              AND m.id = d.message_id AND m.clinic_id = i.clinic_id
+            RETURNING i.position, d.id, d.channel, d.message_id, i.clinic_id, i.status
+        ), stored AS (
+            INSERT INTO provider_events
+                (clinic_id, provider, kind, provider_message_id, delivery_id, status, error_code, outcome, payload, received_at)
+            SELECT i.clinic_id, i.provider, 'status', i.message_id, moved.id, i.provider_status,
+                   i.error_code, 'applied', i.payload, i.received_at
+            FROM moved JOIN input AS i ON i.position = moved.position
+        ), counted AS (
+            INSERT INTO sms_hourly_stats (clinic_id, hour, outcome, category, stripe, count)
+            SELECT clinic_id, :hour, status, '', id % {STRIPES}, count(*) FROM moved
+            WHERE channel = 'sms' AND status = ANY(CAST(:counted AS text[]))
+            GROUP BY clinic_id, status, id % {STRIPES}
+            ON CONFLICT (clinic_id, hour, outcome, category, stripe)
+            DO UPDATE SET count = sms_hourly_stats.count + excluded.count
+        )
+        SELECT position, id, channel, message_id, status FROM moved ORDER BY id
+    """
+    return text(sql).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("hour", type_=UTCDateTime()))
+
+
+def _naive_utc(moment):
+    return UTCDateTime().process_bind_param(moment, None)
+
+
+def _acknowledge(entry_ids):
+    if not entry_ids:
+        return
+    with queues.connection().pipeline(transaction=False) as pipeline:
+        pipeline.xack(STREAM, GROUP, *entry_ids)
+        pipeline.xdel(STREAM, *entry_ids)
+        pipeline.execute()
+
+
+def _set_aside(entry_id, fields, reason):
+    """Move an entry to the stream of events that could not be applied, and acknowledge it."""
+    log.error("Status event %s set aside in %s: %s.", _text(entry_id), FAILED_STREAM, reason)
+    connection = queues.connection()
+    connection.xadd(FAILED_STREAM, {**fields, "reason": reason, "entry": _text(entry_id)})
+    _acknowledge([_text(entry_id)])
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+def ensure_group():
+    """Create the consumer group (and the stream) unless they exist, reading from the stream's start."""
+    try:
+        queues.connection().xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def read_and_apply(consumer, block_ms=0, pending=False):
+    """Read up to ``BATCH_SIZE`` events as ``consumer`` and apply them; return how many were read.
+
+    Waits up to ``block_ms`` for an event (0: not at all). With ``pending``, reads the events this
+    consumer read before and has not acknowledged.
+    """
+    connection = queues.connection()
+    try:
+        response = connection.xreadgroup(
+            GROUP, consumer, {STREAM: "0" if pending else ">"}, count=BATCH_SIZE, block=None if pending else block_ms or None
+        )
+    except redis.exceptions.ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        # Redis restarted empty, or the stream was deleted: start again.
+        ensure_group()
+        return 0
+    entries = response[0][1] if response else []
+    apply_entries(entries)
+    return len(entries)
+
+
+def claim_abandoned(consumer):
+    """Take over events that another applier read but left unacknowledged; apply them and return how many."""
+    connection = queues.connection()
+    claimed = 0
+    start = "0-0"
+    while True:
+        start, entries, *_deleted = connection.xautoclaim(
+            STREAM, GROUP, consumer, min_idle_time=CLAIM_IDLE_MS, start_id=start, count=BATCH_SIZE
+        )
+        if entries:
+            log.warning("Claimed %s status events that another applier left unapplied.", len(entries))
+            apply_entries([(entry_id, fields) for entry_id, fields in entries if fields])
+            claimed += len(entries)
+        if _text(start) == "0-0" or not entries:
+            return claimed
+
+
+def forget_stopped_consumers():
+    """Remove consumers of stopped workers: nothing pending and idle for a day."""
+    connection = queues.connection()
+    for info in connection.xinfo_consumers(STREAM, GROUP):
+        if info["pending"] == 0 and info["idle"] > FORGET_CONSUMER_MS:
+            connection.xgroup_delconsumer(STREAM, GROUP, info["name"])
+
+
+def waiting():
+    """Return how many events are in the stream, read or not, that no applier has finished with."""
+    return queues.connection().xlen(STREAM)
+
+
+def wait_applied(timeout):
+    """Wait until the appliers have applied every queued event; return False if some remain after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while waiting():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def drain(consumer="drain", timeout=10.0):
+    """Apply every queued event in this thread, then wait for other appliers to finish theirs.
+
+    For commands and tests that need the effect of the callbacks already answered.
+    """
+    ensure_group()
+    while read_and_apply(consumer):
+        pass
+    deadline = time.monotonic() + timeout
+    while waiting() and time.monotonic() < deadline:
+        time.sleep(0.01)
+        read_and_apply(consumer)
+    return waiting() == 0
+
+
+def consumer_name():
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def start_applier(app, block_ms=1000):
+    """Apply queued status events on a daemon thread of this process until the returned event is set."""
+    stop = threading.Event()
+    consumer = consumer_name()
+
+    def loop():
+        next_claim = 0.0
+        pending = True
+        while not stop.is_set():
+            with app.app_context():
+                try:
+                    if time.monotonic() >= next_claim:
+                        ensure_group()
+                        claim_abandoned(consumer)
+                        forget_stopped_consumers()
+                        next_claim = time.monotonic() + CLAIM_EVERY_SECONDS
+                    read = read_and_apply(consumer, block_ms=block_ms, pending=pending)
+                    pending = False
+                    if 0 < read < BATCH_SIZE:
+                        stop.wait(LINGER_SECONDS)
+                except (redis.exceptions.RedisError, DBAPIError) as exc:
+                    # Redis or the database is unreachable: the events wait in the stream.
+                    log.warning("Status events not applied (%s); trying again in a second.", type(exc).__name__)
+                    pending = True
+                    stop.wait(1)
+                except Exception:
+                    log.exception("Status event applier failed; trying again in a second.")
+                    pending = True
+                    stop.wait(1)
+
+    threading.Thread(target=loop, name="status-applier", daemon=True).start()
+    return stop
