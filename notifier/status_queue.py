@@ -1,7 +1,7 @@
 """Provider status events queued in a Redis stream by the web processes and applied in batches by the workers.
 
-A status callback is answered once its signature is checked and its event is in the stream, so
-the web process spends no database work on it. Each worker runs an applier thread that reads the
+The webhook returns 200 once the callback's signature is checked and its event is in the stream,
+so the web process does no database work for it. Each worker runs an applier thread that reads the
 stream as one consumer of a group and applies up to ``BATCH_SIZE`` events in one transaction:
 on PostgreSQL, the events that move a delivery forward (nearly all of them) with one statement,
 and every other event in arrival order through ``status.apply_in_session``.
@@ -50,8 +50,8 @@ BATCH_SIZE = 500
 CLAIM_IDLE_MS = 30_000
 # How often each applier looks for such events, and for consumers of stopped workers to forget.
 CLAIM_EVERY_SECONDS = 10
-# After a batch smaller than BATCH_SIZE, an applier waits this long for more events to gather:
-# under load, batches grow and the work per event shrinks; an idle stream is read at once.
+# After a batch smaller than BATCH_SIZE, an applier waits this long for more events. Under load,
+# batches grow and the work per event shrinks. A waiting applier still reads the first new event at once.
 LINGER_SECONDS = 0.02
 # A consumer with nothing pending and idle this long belonged to a stopped worker.
 FORGET_CONSUMER_MS = 24 * 3600 * 1000
@@ -327,16 +327,16 @@ def read_and_apply(consumer, block_ms=0, pending=False):
     consumer read before and has not acknowledged.
     """
     connection = queues.connection()
+    streams = {STREAM: "0" if pending else ">"}
+    block = None if pending else block_ms or None
     try:
-        response = connection.xreadgroup(
-            GROUP, consumer, {STREAM: "0" if pending else ">"}, count=BATCH_SIZE, block=None if pending else block_ms or None
-        )
+        response = connection.xreadgroup(GROUP, consumer, streams, count=BATCH_SIZE, block=block)
     except redis.exceptions.ResponseError as exc:
         if "NOGROUP" not in str(exc):
             raise
-        # Redis restarted empty, or the stream was deleted: start again.
+        # A new or emptied Redis (a restart without persistence) has no group yet.
         ensure_group()
-        return 0
+        response = connection.xreadgroup(GROUP, consumer, streams, count=BATCH_SIZE, block=block)
     entries = response[0][1] if response else []
     apply_entries(entries)
     return len(entries)
@@ -385,7 +385,7 @@ def wait_applied(timeout):
 def drain(consumer="drain", timeout=10.0):
     """Apply every queued event in this thread, then wait for other appliers to finish theirs.
 
-    For commands and tests that need the effect of the callbacks already answered.
+    Tests use it to see the effect of callbacks that already returned 200.
     """
     ensure_group()
     while read_and_apply(consumer):

@@ -126,6 +126,9 @@ def live(redis_url, database_url, tmp_path_factory):
             # Retries run at once, so a test's worker burst picks them up.
             "PAWPOST_RETRY_BASE_SECONDS": 0,
             "PAWPOST_MEDIA_DIR": str(media_dir),
+            # Callbacks are applied before the response, so a test sees their effect at once.
+            # The webhook tests run both ways, and tests/test_status_queue.py tests the queue.
+            "PAWPOST_QUEUE_STATUS_EVENTS": False,
         }
     )
     dispatcher.app = app
@@ -278,8 +281,8 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
         time.sleep(interval)
 
 
-def start_worker_process(app):
-    """Start ``flask worker --burst`` in its own process, configured like the live app."""
+def start_worker_process(app, arguments=("--burst",)):
+    """Start ``flask worker`` with ``arguments`` in its own process, configured like the live app."""
     env = dict(os.environ)
     env.update(
         FLASK_APP="wsgi",
@@ -292,6 +295,6 @@ def start_worker_process(app):
     )
     root = Path(__file__).resolve().parent.parent
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "worker", "--burst"], cwd=root, env=env,
+        [sys.executable, "-m", "flask", "worker", *arguments], cwd=root, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -22,7 +22,7 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 EXPECTED_FIGURES = [
     "dashboard tile, one clinic",
     "portal inbox, 20 threads, ",
-    "status callbacks, ",
+    "status callbacks applied, ",
     "batch API call, ",
     "fallback, callback to pointer at provider, idle",
     "pacing, busiest 1-second window",
