@@ -172,9 +172,12 @@ def _prepare(delivery, reason):
 
 
 def _call_provider(clinic, text):
+    # The adapter is made first: a process's first text of a provider imports its SDK (about
+    # 1.4 s for Bandwidth's), which would make the text reach the provider long after its slot.
+    adapter = _adapter(clinic)
     # Last step before the provider call, so the provider receives the text at its reserved slot.
     pacing.wait_for_turn(clinic.sender_number)
-    return _adapter(clinic).send(text)
+    return adapter.send(text)
 
 
 def _call_all(calls):

@@ -65,6 +65,24 @@ def test_reservations_keep_window(app):
     assert max_in_window(slots) == 3
 
 
+@pytest.mark.parametrize(("oversleep", "new_slots"), [(0.0, 0), (0.2, 1)])
+def test_late_wake_takes_new_slot(app, monkeypatch, caplog, oversleep, new_slots):
+    monkeypatch.setitem(app.config, "PAWPOST_SENDER_RATE", 10)
+    real_sleep = time.sleep
+    pacing.reserve("+15550001111", rate=10)
+
+    def sleep_late(seconds):
+        # A busy process wakes the thread ``oversleep`` seconds after its slot.
+        real_sleep(seconds + oversleep)
+
+    monkeypatch.setattr(pacing.time, "sleep", sleep_late)
+    with caplog.at_level("INFO", logger="notifier.pacing"):
+        pacing.wait_for_turn("+15550001111")
+    retakes = [record for record in caplog.records if "takes the next free slot" in record.getMessage()]
+
+    assert len(retakes) == new_slots
+
+
 def test_reservations_per_sender(app):
     for _ in range(3):
         pacing.reserve("+15550001111", rate=3)
