@@ -23,6 +23,7 @@ def create_app(overrides=None):
     from portal import admin, api, auth, commands, errors, migrate, ops, petportal, security, webhooks
 
     security.init_app(app)
+    app.session_interface = webhooks.BrowserSessionInterface()
     auth.init_app(app)
     for blueprint in (petportal.bp, admin.bp, webhooks.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)

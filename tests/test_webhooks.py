@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from flask import request as flask_request
 from rq import Queue
 from twilio.request_validator import RequestValidator
 
@@ -209,6 +210,16 @@ def test_twilio_rejected_changes_nothing(client, app, factory, twilio_sms, build
     assert provider_events() == []
     assert sms.status == "accepted"
     assert sms.updated_at == updated_at
+
+
+@pytest.mark.parametrize("signature", ["sïgnature", "=" * 28, "a" * 4000])
+def test_twilio_malformed_signature_rejected(client, app, twilio_sms, signature):
+    path = twilio_path(_clinic(twilio_sms).id, ref_of(twilio_sms))
+
+    response = client.post(path, data=twilio_params("delivered"), headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 403
+    assert delivery(twilio_sms.message_id, "sms").status == "accepted"
 
 
 @pytest.mark.parametrize(
@@ -684,3 +695,14 @@ def test_bandwidth_concurrent_failures_one_pointer(app, live, bandwidth_sms):
     assert outcomes.count("applied") == 1
     assert outcomes.count("duplicate") == 7
     assert Queue("fallback", connection=queues.connection()).count == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "opened"),
+    [("/webhooks/twilio/1/status", False), ("/webhooks/bandwidth/1/messages", False), ("/inbox", True), ("/webhooksx", True)],
+)
+def test_session_opened_only_outside_webhooks(app, path, opened):
+    with app.test_request_context(path, headers={"Cookie": "session=anything"}):
+        session = app.session_interface.open_session(app, flask_request)
+
+    assert app.session_interface.is_null_session(session) is not opened
