@@ -148,14 +148,24 @@ def _moved_in_one_statement(clinic_id, event):
     if db.engine.dialect.name != "postgresql":
         return False
     now = utcnow()
-    # The statement is a transaction of its own, so it runs without BEGIN and COMMIT: one round
-    # trip instead of three. Nothing else of the request has to commit with it.
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        moved = _execute_move(connection, status, clinic_id, event, now)
+    in_session = db.session().in_transaction()
+    if in_session:
+        # The session may hold locks on this delivery (an earlier event of the same Bandwidth
+        # array), which a second connection would wait for until the request's end: forever.
+        moved = _execute_move(db.session.connection(), status, clinic_id, event, now)
+    else:
+        # The statement is a transaction of its own, so it runs without BEGIN and COMMIT: one
+        # round trip instead of three.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            moved = _execute_move(connection, status, clinic_id, event, now)
     if moved is None:
         return False
     if STATUS_RANK[status] >= FINAL_RANK:
-        metrics.FINAL_DELIVERIES.labels(moved.channel, status, "").inc()
+        counted = metrics.FINAL_DELIVERIES.labels(moved.channel, status, "")
+        if in_session:
+            metrics.count_after_commit(counted)
+        else:
+            counted.inc()
     with log_context(clinic_id=clinic_id, message_id=moved.message_id, delivery_id=moved.id):
         log.info("Status event for delivery %s: %s (applied).", moved.id, status)
     return True
@@ -278,7 +288,7 @@ def _move_forward(clinic_id, event, found, status):
             _set_provider_id(found.id, event.provider_message_id)
         return False
     if STATUS_RANK[status] >= FINAL_RANK:
-        metrics.FINAL_DELIVERIES.labels(found.channel, status, "").inc()
+        metrics.count_after_commit(metrics.FINAL_DELIVERIES.labels(found.channel, status, ""))
     if status in stats.COUNTED_OUTCOMES:
         stats.record(None, status, channel=found.channel, clinic_id=clinic_id, delivery_id=found.id)
     return True
@@ -371,7 +381,7 @@ def advance(delivery, status, error_code=None, provider_message_id=None, categor
     )
     moved = db.session.execute(statement).rowcount == 1
     if moved and rank >= FINAL_RANK:
-        metrics.FINAL_DELIVERIES.labels(delivery.channel, status, values.get("category") or "").inc()
+        metrics.count_after_commit(metrics.FINAL_DELIVERIES.labels(delivery.channel, status, values.get("category") or ""))
     if moved and status in stats.COUNTED_OUTCOMES:
         stats.record(delivery, status, category)
     if provider_message_id and not delivery.provider_message_id:
@@ -387,7 +397,7 @@ def settle(clinic, delivery):
     classification = classify(delivery.provider, delivery.error_code or "none")
     _learn(clinic, delivery, classification)
     if delivery.channel == "pointer":
-        metrics.POINTER_FAILURES.labels(delivery.provider).inc()
+        metrics.count_after_commit(metrics.POINTER_FAILURES.labels(delivery.provider))
 
     if classification.category == "carrier_filtered":
         stats.record(delivery, "failed", delivery.category)
@@ -398,7 +408,7 @@ def settle(clinic, delivery):
         # No attempt is left, so this failure is the text's final outcome.
         stats.record(delivery, "failed", delivery.category)
         return []
-    metrics.RETRIES.labels(delivery.provider).inc()
+    metrics.count_after_commit(metrics.RETRIES.labels(delivery.provider))
     log.info(
         "Delivery %s will retry at %s (attempt %s of %s).",
         delivery.id, when.isoformat(), delivery.attempts + 1, delivery.max_attempts,
@@ -415,7 +425,7 @@ def _learn(clinic, delivery, classification):
         policy.record_line_type(number, "landline", "provider_error", f"{delivery.provider} {classification.code}")
         log.info("Delivery %s: provider code %s recorded the number as a landline.", delivery.id, classification.code)
     elif classification.category == "clinic_setup":
-        metrics.CLINIC_SETUP_FAILURES.labels(delivery.provider, classification.code).inc()
+        metrics.count_after_commit(metrics.CLINIC_SETUP_FAILURES.labels(delivery.provider, classification.code))
         log.error(
             "Delivery %s of clinic %s failed with %s code %s (%s): the clinic's sending setup needs fixing.",
             delivery.id, clinic.id, delivery.provider, classification.code, classification.meaning,
@@ -459,7 +469,7 @@ def start_fallback(clinic, delivery):
     except IntegrityError:
         log.info("Pointer for message %s already exists; nothing to add.", delivery.message_id)
         return None
-    metrics.FALLBACKS.labels(delivery.provider).inc()
+    metrics.count_after_commit(metrics.FALLBACKS.labels(delivery.provider))
     log.info("Fallback for message %s: portal copy marked, pointer delivery %s created.", delivery.message_id, pointer.id)
     return pointer
 

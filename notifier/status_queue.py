@@ -24,8 +24,10 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 
 import redis
 from flask import current_app
@@ -120,11 +122,17 @@ class QueuedEvent:
 # Applying -----------------------------------------------------------------------------------
 
 
+class ApplyingFailed(RuntimeError):
+    """Every event of a pass failed, so the cause is likely the database, not the events."""
+
+
 def apply_entries(entries):
     """Apply stream ``entries`` (``[(entry_id, fields)]``) and acknowledge them; return how many were applied.
 
-    One transaction applies the batch. When it fails for any reason but an unreachable
-    database, each event is applied on its own, so one bad event cannot hold up the rest.
+    One transaction applies the batch. When it fails, each event is applied on its own. An event
+    that fails while others of the pass apply is set aside, so it cannot hold up the rest. When
+    every event fails, or the database is unreachable, nothing is set aside: the events stay
+    pending and the applier tries again (``ApplyingFailed`` or the database error is raised).
     """
     if not entries:
         return 0
@@ -134,51 +142,72 @@ def apply_entries(entries):
             events.append(QueuedEvent(_text(entry_id), json.loads(fields[b"event"])))
         except (KeyError, ValueError, TypeError):
             _set_aside(entry_id, fields, "it is not a status event")
+    if not events:
+        return 0
     try:
-        followups = _apply_batch(events)
+        followups, moved_rows = _apply_batch(events)
     except OperationalError:
         db.session.rollback()
         raise
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
-        log.exception("A batch of %s status events failed; applying them one by one.", len(events))
+        log.warning("A batch of %s status events failed (%s); applying them one by one.", len(events), _error_name(exc))
         return _apply_one_by_one(events)
-    queues.enqueue_followups(followups)
-    _acknowledge([queued.entry_id for queued in events])
+    _after_commit(followups, moved_rows, [queued.entry_id for queued in events])
     return len(events)
 
 
 def _apply_one_by_one(events):
-    applied = 0
+    applied, failed = 0, []
     for queued in events:
         try:
-            followups = _apply_batch([queued])
+            followups, moved_rows = _apply_batch([queued])
         except OperationalError:
             db.session.rollback()
             raise
-        except Exception:
+        except Exception as exc:
             db.session.rollback()
-            log.exception("Status event %s of clinic %s could not be applied.", queued.entry_id, queued.clinic_id)
-            _set_aside(queued.entry_id, {b"event": _encode(queued.clinic_id, queued.event, queued.received_at.isoformat())}, "applying it failed")
+            failed.append((queued, exc))
             continue
-        queues.enqueue_followups(followups)
-        _acknowledge([queued.entry_id])
+        _after_commit(followups, moved_rows, [queued.entry_id])
         applied += 1
+    if failed and not applied:
+        queued, exc = failed[-1]
+        raise ApplyingFailed(f"All {len(failed)} status events failed, the last with {_error_name(exc)}; they stay queued.")
+    for queued, exc in failed:
+        # Only the exception's class: database errors quote the statement's values, phone numbers included.
+        log.error("Status event %s of clinic %s could not be applied (%s).", queued.entry_id, queued.clinic_id, _error_name(exc))
+        _set_aside(queued.entry_id, {b"event": _encode(queued.clinic_id, queued.event, queued.received_at.isoformat())}, "applying it failed")
     return applied
 
 
+def _error_name(exc):
+    cause = getattr(exc, "orig", None)
+    return f"{type(exc).__name__}: {type(cause).__name__}" if cause is not None else type(exc).__name__
+
+
+def _after_commit(followups, moved_rows, entry_ids):
+    queues.enqueue_followups(followups)
+    # Counted after the commit, so a batch retried event by event counts each delivery once.
+    for row in moved_rows:
+        if STATUS_RANK[row.status] >= FINAL_RANK:
+            metrics.FINAL_DELIVERIES.labels(row.channel, row.status, "").inc()
+    _acknowledge(entry_ids)
+
+
 def _apply_batch(events):
-    """Apply ``events`` in one transaction and commit it; return the follow-ups to queue."""
+    """Apply ``events`` in one transaction and commit it; return the follow-ups and the rows moved in bulk."""
     now = utcnow()
-    moved = set()
+    moved_rows = []
     if db.engine.dialect.name == "postgresql":
-        moved = _move_many([queued for queued in events if _movable(queued)], events, now)
+        moved_rows = _move_many([queued for queued in events if _movable(queued)], events, now)
+    moved = {row.entry_id for row in moved_rows}
     followups = []
     for queued in events:
         if queued.entry_id not in moved:
             followups.extend(apply_in_session(queued.clinic_id, queued.event, queued.received_at))
     db.session.commit()
-    return followups
+    return followups, moved_rows
 
 
 def _movable(queued):
@@ -192,18 +221,30 @@ def _movable(queued):
     )
 
 
-def _move_many(candidates, events, now):
-    """Move the deliveries of ``candidates`` forward with one statement; return the entry ids it applied.
+class MovedRow(NamedTuple):
+    """A delivery the one statement moved, with the stream entry of its event."""
 
-    A delivery named by more than one event of the batch is left to the general path, which
-    applies its events one after the other in the order they arrived.
+    entry_id: str
+    id: int
+    channel: str
+    status: str
+
+
+def _move_many(candidates, events, now):
+    """Move the deliveries of ``candidates`` forward with one statement; return the MovedRows.
+
+    A delivery named by more than one event of the batch, by its id or by its provider message
+    id, is left to the general path, which applies its events one by one in the order they arrived.
     """
-    seen = {}
-    for queued in events:
-        seen[queued.event.delivery_id] = seen.get(queued.event.delivery_id, 0) + 1
-    single = [queued for queued in candidates if seen[queued.event.delivery_id] == 1]
+    delivery_ids = Counter(queued.event.delivery_id for queued in events)
+    message_ids = Counter(queued.event.provider_message_id for queued in events)
+    single = [
+        queued
+        for queued in candidates
+        if delivery_ids[queued.event.delivery_id] == 1 and message_ids[queued.event.provider_message_id] == 1
+    ]
     if not single:
-        return set()
+        return []
     rows = db.session.execute(
         _move_statement(),
         {
@@ -224,12 +265,9 @@ def _move_many(candidates, events, now):
             "hour": stats.hour_start(now),
         },
     ).all()
-    for row in rows:
-        if STATUS_RANK[row.status] >= FINAL_RANK:
-            metrics.FINAL_DELIVERIES.labels(row.channel, row.status, "").inc()
     if rows:
         log.info("Applied %s status events with one statement, for deliveries %s to %s.", len(rows), rows[0].id, rows[-1].id)
-    return {single[row.position].entry_id for row in rows}
+    return [MovedRow(single[row.position].entry_id, row.id, row.channel, row.status) for row in rows]
 
 
 @cache
@@ -326,20 +364,28 @@ def read_and_apply(consumer, block_ms=0, pending=False):
     Waits up to ``block_ms`` for an event (0: not at all). With ``pending``, reads the events this
     consumer read before and has not acknowledged.
     """
+    entries = []
+    if pending:
+        entries = _read(consumer, "0", BATCH_SIZE, None)
+    if len(entries) < BATCH_SIZE:
+        # New events join the pending ones, so an event that keeps failing alone is distinguished
+        # from a database that fails them all, and cannot hold up the events behind it.
+        entries += _read(consumer, ">", BATCH_SIZE - len(entries), None if entries else block_ms or None)
+    apply_entries(entries)
+    return len(entries)
+
+
+def _read(consumer, start, count, block):
     connection = queues.connection()
-    streams = {STREAM: "0" if pending else ">"}
-    block = None if pending else block_ms or None
     try:
-        response = connection.xreadgroup(GROUP, consumer, streams, count=BATCH_SIZE, block=block)
+        response = connection.xreadgroup(GROUP, consumer, {STREAM: start}, count=count, block=block)
     except redis.exceptions.ResponseError as exc:
         if "NOGROUP" not in str(exc):
             raise
         # A new or emptied Redis (a restart without persistence) has no group yet.
         ensure_group()
-        response = connection.xreadgroup(GROUP, consumer, streams, count=BATCH_SIZE, block=block)
-    entries = response[0][1] if response else []
-    apply_entries(entries)
-    return len(entries)
+        response = connection.xreadgroup(GROUP, consumer, {STREAM: start}, count=count, block=block)
+    return response[0][1] if response else []
 
 
 def claim_abandoned(consumer):
@@ -421,9 +467,9 @@ def start_applier(app, block_ms=1000):
                     pending = False
                     if 0 < read < BATCH_SIZE:
                         stop.wait(LINGER_SECONDS)
-                except (redis.exceptions.RedisError, DBAPIError) as exc:
-                    # Redis or the database is unreachable: the events wait in the stream.
-                    log.warning("Status events not applied (%s); trying again in a second.", type(exc).__name__)
+                except (redis.exceptions.RedisError, DBAPIError, ApplyingFailed) as exc:
+                    # Redis or the database is unreachable or failing: the events wait in the stream.
+                    log.warning("Status events not applied (%s); trying again in a second.", _error_name(exc))
                     pending = True
                     stop.wait(1)
                 except Exception:

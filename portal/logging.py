@@ -25,6 +25,9 @@ def log_context(**ids):
         _context.reset(token)
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 class ContextFilter(logging.Filter):
     """Add the context ids to each record, and mask phone numbers that slipped into a message."""
 
@@ -36,6 +39,9 @@ class ContextFilter(logging.Filter):
         masked = PHONE_PATTERN.sub(_mask, text)
         if masked != text:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # Database errors quote the values of the failed statement, phone numbers included.
+            record.exc_text = PHONE_PATTERN.sub(_mask, _TRACEBACKS.formatException(record.exc_info))
         return True
 
 
@@ -56,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             **getattr(record, "context", {}),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 

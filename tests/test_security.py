@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from conftest import STAFF_PASSWORD, TWILIO_TOKEN, run_worker, wait_for
 from portal import create_app
 from portal.extensions import db
-from portal.logging import ContextFilter, configure_logging
+from portal.logging import ContextFilter, JsonFormatter, configure_logging
 from portal.models import Delivery, Message, ProviderEvent, StaffUser
 from portal.security import TrustedProxyFix
 
@@ -247,6 +247,24 @@ def test_logs_carry_no_numbers_or_bodies(client, live, factory):
     assert collector.lines
     assert [line for line in collector.lines if "5551230" in line] == []
     assert [line for line in collector.lines if "Biscuit" in line] == []
+
+
+def test_traceback_numbers_masked():
+    collector = Collector()
+    collector.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pawpost.tests.traceback")
+    logger.addHandler(collector)
+    try:
+        # Database errors quote the failed statement's values, as in this one.
+        raise ValueError("Key (clinic_id, client_number)=(1, +15557770001) already exists.")
+    except ValueError:
+        logger.exception("Applying failed.")
+    finally:
+        logger.removeHandler(collector)
+
+    assert len(collector.lines) == 1
+    assert "5557770001" not in collector.lines[0]
+    assert "already exists" in collector.lines[0]
 
 
 def test_pointer_confirm_works_over_https(live, factory):

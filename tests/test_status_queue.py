@@ -7,6 +7,7 @@ import time
 import pytest
 import redis
 import requests
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
 from conftest import start_worker_process, wait_for
@@ -35,12 +36,12 @@ def sms(factory, clinic):
     return outbound_sms(clinic, factory.client(clinic, CLIENT_NUMBER), provider_message_id=TWILIO_SMS_SID)
 
 
-def event(sms, status, error_code=None):
+def event(sms, status, error_code=None, message_sid=TWILIO_SMS_SID):
     """Return a Twilio status event for ``sms`` as the webhook builds it."""
     return StatusEvent(
         provider="twilio",
         provider_status=status,
-        provider_message_id=TWILIO_SMS_SID,
+        provider_message_id=message_sid,
         error_code=error_code,
         delivery_id=sms.id,
         attempt=sms.attempts,
@@ -123,7 +124,7 @@ def test_batch_applies_events_in_arrival_order(sms, statuses, final_status, outc
 
 def test_batch_moves_many_deliveries(factory, clinic):
     texts = [outbound_sms(clinic, factory.client(clinic, f"+1555123{index:04d}")) for index in range(40)]
-    assert status_queue.push(clinic.id, [event(text, "delivered") for text in texts])
+    assert status_queue.push(clinic.id, [event(text, "delivered", message_sid=f"SM{text.id:032d}") for text in texts])
 
     status_queue.drain()
 
@@ -135,7 +136,7 @@ def test_batch_of_many_is_one_statement_on_postgresql(factory, clinic):
     if db.engine.dialect.name != "postgresql":
         pytest.skip("The one-statement move is PostgreSQL's")
     texts = [outbound_sms(clinic, factory.client(clinic, f"+1555123{index:04d}")) for index in range(40)]
-    assert status_queue.push(clinic.id, [event(text, "delivered") for text in texts])
+    assert status_queue.push(clinic.id, [event(text, "delivered", message_sid=f"SM{text.id:032d}") for text in texts])
 
     with statements_on_this_thread() as statements:
         status_queue.read_and_apply("tests")
@@ -265,3 +266,89 @@ def test_worker_process_applies_queued_callbacks(app, live, sms):
 
     assert response.status_code == 200
     assert [stored.outcome for stored in provider_events()] == ["applied"]
+
+
+# Failures the applier must distinguish: one bad event, or a database that fails them all.
+
+
+@pytest.fixture
+def failing_pass(sms):
+    """Queue two events that cannot be stored and let one pass fail on them; return the error."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite here does not enforce the clinic's foreign key")
+    # No clinic has this id, so every event fails, as when the database refuses all writes.
+    assert status_queue.push(987654, [event(sms, "sent"), event(sms, "delivered")])
+    with pytest.raises(status_queue.ApplyingFailed) as raised:
+        status_queue.read_and_apply("tests")
+    return raised.value
+
+
+def test_events_stay_queued_when_all_fail(failing_pass):
+    pending = queues.connection().xpending(status_queue.STREAM, status_queue.GROUP)
+
+    assert "All 2 status events failed" in str(failing_pass)
+    assert pending["pending"] == 2
+    assert stream_entries(status_queue.FAILED_STREAM) == []
+
+
+def test_failing_events_set_aside_once_others_apply(sms, failing_pass):
+    assert status_queue.push(sms.message.clinic_id, [event(sms, "delivered")])
+
+    applied = status_queue.read_and_apply("tests", pending=True)
+
+    assert applied == 3
+    assert len(stream_entries(status_queue.FAILED_STREAM)) == 2
+    assert delivery(sms.message_id, "sms").status == "delivered"
+    assert status_queue.waiting() == 0
+
+
+def test_read_only_database_sets_nothing_aside(app, sms):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("Read-only transactions are PostgreSQL's")
+    assert status_queue.push(sms.message.clinic_id, [event(sms, "sent"), event(sms, "delivered")])
+    read_only = app.config["SQLALCHEMY_DATABASE_URI"] + "?options=-c%20default_transaction_read_only%3Don"
+    other = create_app({**_settings(app), "SQLALCHEMY_DATABASE_URI": read_only})
+
+    with other.app_context(), pytest.raises(status_queue.ApplyingFailed):
+        status_queue.read_and_apply("read-only")
+
+    assert stream_entries(status_queue.FAILED_STREAM) == []
+    assert delivery(sms.message_id, "sms").status == "accepted"
+    # Writable again: the same applier applies the events it had read.
+    assert status_queue.read_and_apply("read-only", pending=True) == 2
+    assert delivery(sms.message_id, "sms").status == "delivered"
+
+
+def final_delivered_count():
+    return REGISTRY.get_sample_value(
+        "pawpost_deliveries_final_total", {"channel": "sms", "status": "delivered", "category": ""}
+    ) or 0
+
+
+def test_batch_retried_one_by_one_counts_each_text_once(factory, clinic):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite here does not enforce the clinic's foreign key")
+    texts = [outbound_sms(clinic, factory.client(clinic, f"+1555123{index:04d}")) for index in range(20)]
+    events = [event(text, "delivered", message_sid=f"SM{text.id:032d}") for text in texts]
+    assert status_queue.push(clinic.id, events)
+    assert status_queue.push(987654, [event(texts[0], "sent", message_sid="SM" + "7" * 32)])
+    before = final_delivered_count()
+
+    status_queue.drain()
+
+    assert final_delivered_count() - before == 20
+    assert count(Delivery, Delivery.channel == "sms", Delivery.status == "delivered") == 20
+
+
+def test_event_matched_by_message_id_keeps_its_order(factory):
+    clinic = factory.clinic("bandwidth")
+    message_id = "1741101377000filtered"
+    text = outbound_sms(clinic, factory.client(clinic, CLIENT_NUMBER), provider_message_id=message_id)
+    failed = StatusEvent("bandwidth", "message-failed", message_id, "4470", None, None, {"type": "message-failed"})
+    delivered = StatusEvent("bandwidth", "message-delivered", message_id, None, text.id, text.attempts, {"type": "message-delivered"})
+    assert status_queue.push(clinic.id, [failed, delivered])
+
+    status_queue.read_and_apply("tests")
+
+    assert delivery(text.message_id, "sms").status == "undelivered"
+    assert delivery(text.message_id, "pointer") is not None

@@ -11,11 +11,12 @@ from datetime import timedelta
 from contextlib import contextmanager
 
 import pytest
+import requests
 from sqlalchemy import event, func, update
 from sqlalchemy.orm import Session
 
 from conftest import TWILIO_TOKEN
-from helpers import STATUS_EVENT_MODES, delivery, outbound_sms, provider_events, use_status_event_mode
+from helpers import STATUS_EVENT_MODES, apply_queued, delivery, outbound_sms, provider_events, use_status_event_mode
 from portal.extensions import db
 from portal.models import STATUS_RANK, Clinic, Delivery, SmsHourlyStat, utcnow
 from portal.models.stats import STRIPES
@@ -334,6 +335,25 @@ def test_bandwidth_event_sets_provider_id(client, factory, status, final_status)
     assert response.status_code == 200
     assert stored.status == final_status
     assert stored.provider_message_id == "1741101377000abcdef"
+
+
+def test_bandwidth_filtered_then_delivered_in_one_array(app, live, bandwidth_sms):
+    clinic = bandwidth_sms.message.clinic
+    events = [
+        bandwidth_status(bandwidth_sms, "message-failed", error_code=4470),
+        bandwidth_status(bandwidth_sms, "message-delivered"),
+    ]
+
+    # Over HTTP with a timeout: the delivered event must not wait for a lock its own request holds.
+    response = requests.post(
+        live.url + bandwidth_path(clinic.id), json=events, auth=(clinic.webhook_username, clinic.webhook_password), timeout=10
+    )
+    apply_queued(app)
+
+    assert response.status_code == 200
+    assert delivery(bandwidth_sms.message_id, "sms").status == "undelivered"
+    assert delivery(bandwidth_sms.message_id, "pointer").status == "queued"
+    assert [event.outcome for event in provider_events()] == ["applied", "duplicate"]
 
 
 def test_bandwidth_sent_then_filtered_in_one_array(client, bandwidth_sms):
