@@ -12,8 +12,11 @@ Nothing is lost in between:
   leaves its events pending; another applier claims them after ``CLAIM_IDLE_MS``.
 - Applying an event twice stores a second copy and moves nothing, as for a provider's duplicate.
 - When Redis cannot take the event, the web process applies it itself, as before the queue.
-- An event that cannot be applied for a reason other than the database being unreachable is
-  logged and moved to ``FAILED_STREAM``, so it does not hold up the events behind it.
+  A Redis that takes it but answers after the client's timeout gets it applied twice; the second
+  copy is stored as a duplicate and moves nothing.
+- An event that fails while other events of the same pass apply is logged and moved to
+  ``FAILED_STREAM``, so it does not hold up the events behind it. When every event fails, as
+  with an unreachable or read-only database, they stay queued and the applier tries again.
 
 Deploy Redis with append-only persistence, so queued events survive a Redis restart (docs/deploy.md).
 """
