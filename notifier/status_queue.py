@@ -345,6 +345,24 @@ def _set_aside(entry_id, fields, reason):
     _acknowledge([_text(entry_id)])
 
 
+def requeue_set_aside():
+    """Move every set-aside event back to the stream, to be applied again; return how many moved.
+
+    For after the cause is fixed. An event that fails again is set aside again.
+    """
+    connection = queues.connection()
+    moved = 0
+    for entry_id, fields in connection.xrange(FAILED_STREAM, count=10_000):
+        event = fields.get(b"event")
+        with connection.pipeline(transaction=True) as pipeline:
+            if event is not None:
+                pipeline.xadd(STREAM, {"event": event})
+            pipeline.xdel(FAILED_STREAM, entry_id)
+            pipeline.execute()
+        moved += event is not None
+    return moved
+
+
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 

@@ -11,12 +11,14 @@ from portal import demo
 
 log = logging.getLogger(__name__)
 demo_cli = AppGroup("demo", help="Demo data for the sandbox carrier.")
+status_events_cli = AppGroup("status-events", help="Provider status events queued for the workers.")
 
 
 def init_app(app):
     app.cli.add_command(worker)
     app.cli.add_command(reconcile)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(status_events_cli)
 
 
 @click.command()
@@ -54,6 +56,15 @@ def reconcile():
 
     for name, count in run_all().items():
         click.echo(f"{name}: {count}")
+
+
+@status_events_cli.command("requeue-set-aside")
+def requeue_set_aside():
+    """Queue again the status events set aside because applying them failed, once the cause is fixed."""
+    from notifier import status_queue
+
+    moved = status_queue.requeue_set_aside()
+    click.echo(f"Queued {moved} set-aside status events again; the workers apply them.")
 
 
 @demo_cli.command("seed")

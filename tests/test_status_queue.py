@@ -352,3 +352,22 @@ def test_event_matched_by_message_id_keeps_its_order(factory):
 
     assert delivery(text.message_id, "sms").status == "undelivered"
     assert delivery(text.message_id, "pointer") is not None
+
+
+def test_set_aside_events_queued_again(app, sms):
+    connection = queues.connection()
+    connection.xadd(status_queue.STREAM, {"event": "not json"})
+    assert status_queue.push(sms.message.clinic_id, [event(sms, "delivered")])
+    status_queue.drain()
+    # The unreadable entry stays unreadable; a real event set aside would apply now.
+    connection.xadd(status_queue.FAILED_STREAM, {"event": status_queue._encode(sms.message.clinic_id, event(sms, "sent"), "2026-01-01T00:00:00+00:00"), "reason": "applying it failed"})
+
+    result = app.test_cli_runner().invoke(args=["status-events", "requeue-set-aside"])
+    status_queue.drain()
+    set_aside = stream_entries(status_queue.FAILED_STREAM)
+
+    assert result.exit_code == 0
+    assert "Queued 2 set-aside status events again" in result.output
+    assert len(set_aside) == 1
+    assert set_aside[0][1][b"reason"] == b"it is not a status event"
+    assert [stored.outcome for stored in provider_events()] == ["applied", "duplicate"]
