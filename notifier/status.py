@@ -10,8 +10,10 @@ import json
 import logging
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -129,6 +131,60 @@ def apply_in_session(clinic_id, event, received_at=None):
         return _apply(clinic_id, event, found, received_at)
 
 
+def can_move_in_one_statement(event, status):
+    """Return True when ``event``, mapped to ``status``, may take ``move_in_one_statement``.
+
+    That is a forward move (not a failure) that names its delivery, attempt and provider message id.
+    """
+    return (
+        status is not None
+        and status not in FAILED_STATUSES
+        and event.delivery_id is not None
+        and event.attempt is not None
+        and bool(event.provider_message_id)
+    )
+
+
+class Move(NamedTuple):
+    """One event for ``move_in_one_statement``: its clinic, the event, its status and arrival time."""
+
+    clinic_id: int
+    event: StatusEvent
+    status: str
+    received_at: datetime
+
+
+def move_in_one_statement(connection, moves, now):
+    """Move deliveries forward, count them and store their events with one PostgreSQL statement.
+
+    Each move has the conditions of ``_forward_update``, plus those under which ``_find_delivery``
+    and ``_apply`` let an event apply: the delivery belongs to the clinic and provider, the event
+    is for the attempt in flight, and its provider message id matches. Only the deliveries that
+    moved are counted and stored. Each delivery may appear once. Return rows (position in
+    ``moves``, id, channel, message_id, status) of the deliveries that moved.
+    """
+    return connection.execute(
+        _move_statement(),
+        {
+            "positions": list(range(len(moves))),
+            "clinic_ids": [move.clinic_id for move in moves],
+            "providers": [move.event.provider for move in moves],
+            "delivery_ids": [move.event.delivery_id for move in moves],
+            "attempts": [move.event.attempt for move in moves],
+            "message_ids": [move.event.provider_message_id for move in moves],
+            "statuses": [move.status for move in moves],
+            "ranks": [STATUS_RANK[move.status] for move in moves],
+            "provider_statuses": [(move.event.provider_status or "")[:24] for move in moves],
+            "error_codes": [move.event.error_code or None for move in moves],
+            "payloads": [json.dumps(move.event.payload, sort_keys=True) for move in moves],
+            "received": [UTCDateTime().process_bind_param(move.received_at, None) for move in moves],
+            "counted": list(stats.COUNTED_OUTCOMES),
+            "now": now,
+            "hour": stats.hour_start(now),
+        },
+    ).all()
+
+
 def _moved_in_one_statement(clinic_id, event):
     """Apply a forward move of the attempt in flight with one statement; return True when it moved.
 
@@ -137,29 +193,23 @@ def _moved_in_one_statement(clinic_id, event):
     event, and one that moves nothing, takes the general path, which finds out why.
     """
     status = map_status(event.provider, event.provider_status)
-    if (
-        status is None
-        or status in FAILED_STATUSES
-        or event.delivery_id is None
-        or event.attempt is None
-        or not event.provider_message_id
-    ):
-        return False
-    if db.engine.dialect.name != "postgresql":
+    if not can_move_in_one_statement(event, status) or db.engine.dialect.name != "postgresql":
         return False
     now = utcnow()
+    moves = [Move(clinic_id, event, status, now)]
     in_session = db.session().in_transaction()
     if in_session:
         # The session may hold locks on this delivery (an earlier event of the same Bandwidth
         # array), which a second connection would wait for until the request's end: forever.
-        moved = _execute_move(db.session.connection(), status, clinic_id, event, now)
+        rows = move_in_one_statement(db.session.connection(), moves, now)
     else:
         # The statement is a transaction of its own, so it runs without BEGIN and COMMIT: one
         # round trip instead of three.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            moved = _execute_move(connection, status, clinic_id, event, now)
-    if moved is None:
+            rows = move_in_one_statement(connection, moves, now)
+    if not rows:
         return False
+    moved = rows[0]
     if STATUS_RANK[status] >= FINAL_RANK:
         counted = metrics.FINAL_DELIVERIES.labels(moved.channel, status, "")
         if in_session:
@@ -171,71 +221,50 @@ def _moved_in_one_statement(clinic_id, event):
     return True
 
 
-def _execute_move(connection, status, clinic_id, event, now):
-    return connection.execute(
-        _move_count_and_store(status),
-        {
-            "clinic_id": clinic_id,
-            "provider": event.provider,
-            "delivery_id": event.delivery_id,
-            "attempt": event.attempt,
-            "event_provider_message_id": event.provider_message_id,
-            "now": now,
-            "hour": stats.hour_start(now),
-            "provider_status": (event.provider_status or "")[:24],
-            "error_code": event.error_code or None,
-            "payload": json.dumps(event.payload, sort_keys=True),
-        },
-    ).first()
-
-
 @cache
-def _move_count_and_store(status):
-    """Return the PostgreSQL statement that moves a delivery to ``status``, counts it and stores the event.
-
-    The move has the conditions of ``_forward_update``. It adds those under which ``_find_delivery``
-    and ``_apply`` let an event apply: the delivery belongs to the clinic and provider, the event
-    is for the attempt in flight, and its provider message id matches. The count and the stored
-    event read the moved row, so a delivery that does not move leaves no trace.
-    """
-    rank = STATUS_RANK[status]
-    assignments = ["status = :status", "status_rank = :rank", "updated_at = :now"]
-    if status in ("delivered", "suppressed"):
-        assignments += ["error_code = NULL", "category = NULL"]
-    if rank >= FINAL_RANK:
-        assignments.append("final_at = :now")
-    assignments.append("provider_message_id = coalesce(d.provider_message_id, :event_provider_message_id)")
-    count = ""
-    if status in stats.COUNTED_OUTCOMES:
-        count = f"""
-        , counted AS (
-            INSERT INTO sms_hourly_stats (clinic_id, hour, outcome, category, stripe, count)
-            SELECT :clinic_id, :hour, :status, '', moved.id % {STRIPES}, 1 FROM moved WHERE moved.channel = 'sms'
-            ON CONFLICT (clinic_id, hour, outcome, category, stripe)
-            DO UPDATE SET count = sms_hourly_stats.count + excluded.count
-        )"""
+def _move_statement():
+    """Return the statement of ``move_in_one_statement``, which reads its moves from arrays."""
     sql = f"""
-        WITH moved AS (
-            UPDATE deliveries AS d SET {", ".join(assignments)}
-            FROM messages AS m
-            WHERE d.id = :delivery_id AND d.provider = :provider AND d.status_rank < :rank
-              AND d.attempts = :attempt AND d.next_attempt_at IS NULL
-              AND (d.provider_message_id IS NULL OR d.provider_message_id = :event_provider_message_id)
-              AND m.id = d.message_id AND m.clinic_id = :clinic_id
-            RETURNING d.id, d.channel, d.message_id
+        WITH input AS (
+            SELECT * FROM unnest(
+                CAST(:positions AS integer[]), CAST(:clinic_ids AS integer[]), CAST(:providers AS text[]),
+                CAST(:delivery_ids AS integer[]), CAST(:attempts AS integer[]), CAST(:message_ids AS text[]),
+                CAST(:statuses AS text[]), CAST(:ranks AS integer[]), CAST(:provider_statuses AS text[]),
+                CAST(:error_codes AS text[]), CAST(:payloads AS text[]), CAST(:received AS timestamp[])
+            ) AS i(position, clinic_id, provider, delivery_id, attempt, message_id, status, rank,
+                   provider_status, error_code, payload, received_at)
+        ), moved AS (
+            UPDATE deliveries AS d SET
+                status = i.status,
+                status_rank = i.rank,
+                updated_at = :now,
+                error_code = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.error_code END,
+                category = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.category END,
+                final_at = CASE WHEN i.rank >= {FINAL_RANK} THEN :now ELSE d.final_at END,
+                provider_message_id = coalesce(d.provider_message_id, i.message_id)
+            FROM input AS i, messages AS m
+            WHERE d.id = i.delivery_id AND d.provider = i.provider AND d.status_rank < i.rank
+              AND d.attempts = i.attempt AND d.next_attempt_at IS NULL
+              AND (d.provider_message_id IS NULL OR d.provider_message_id = i.message_id)
+              AND m.id = d.message_id AND m.clinic_id = i.clinic_id
+            RETURNING i.position, d.id, d.channel, d.message_id, i.clinic_id, i.status
         ), stored AS (
             INSERT INTO provider_events
                 (clinic_id, provider, kind, provider_message_id, delivery_id, status, error_code, outcome, payload, received_at)
-            SELECT :clinic_id, :provider, 'status', :event_provider_message_id, moved.id, :provider_status,
-                   :error_code, 'applied', :payload, :now
-            FROM moved
-        ){count}
-        SELECT id, channel, message_id FROM moved
+            SELECT i.clinic_id, i.provider, 'status', i.message_id, moved.id, i.provider_status,
+                   i.error_code, 'applied', i.payload, i.received_at
+            FROM moved JOIN input AS i ON i.position = moved.position
+        ), counted AS (
+            INSERT INTO sms_hourly_stats (clinic_id, hour, outcome, category, stripe, count)
+            SELECT clinic_id, :hour, status, '', id % {STRIPES}, count(*) FROM moved
+            WHERE channel = 'sms' AND status = ANY(CAST(:counted AS text[]))
+            GROUP BY clinic_id, status, id % {STRIPES}
+            ON CONFLICT (clinic_id, hour, outcome, category, stripe)
+            DO UPDATE SET count = sms_hourly_stats.count + excluded.count
+        )
+        SELECT position, id, channel, message_id, status FROM moved ORDER BY id
     """
-    binds = [bindparam("status", status), bindparam("rank", rank), bindparam("now", type_=UTCDateTime())]
-    if count:
-        binds.append(bindparam("hour", type_=UTCDateTime()))
-    return text(sql).bindparams(*binds)
+    return text(sql).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("hour", type_=UTCDateTime()))
 
 
 def _apply(clinic_id, event, found, received_at=None):

@@ -2,9 +2,10 @@
 
 The webhook returns 200 once the callback's signature is checked and its event is in the stream,
 so the web process does no database work for it. Each worker runs an applier thread that reads the
-stream as one consumer of a group and applies up to ``BATCH_SIZE`` events in one transaction:
-on PostgreSQL, the events that move a delivery forward (nearly all of them) with one statement,
-and every other event in arrival order through ``status.apply_in_session``.
+stream as one consumer of a group and applies up to ``BATCH_SIZE`` events in one transaction.
+On PostgreSQL, the events that move a delivery forward (nearly all of them) take one statement,
+``status.move_in_one_statement``. Every other event goes through ``status.apply_in_session`` in
+arrival order.
 
 Nothing is lost in between:
 
@@ -29,20 +30,16 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime
-from functools import cache
 from typing import NamedTuple
 
 import redis
 from flask import current_app
-from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from notifier import metrics, queues, stats
-from notifier.status import FAILED_STATUSES, StatusEvent, apply_in_session, map_status
+from notifier import metrics, queues
+from notifier.status import Move, StatusEvent, apply_in_session, can_move_in_one_statement, map_status, move_in_one_statement
 from portal.extensions import db
 from portal.models import FINAL_RANK, STATUS_RANK, utcnow
-from portal.models.stats import STRIPES
-from portal.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +200,8 @@ def _apply_batch(events):
     now = utcnow()
     moved_rows = []
     if db.engine.dialect.name == "postgresql":
-        moved_rows = _move_many([queued for queued in events if _movable(queued)], events, now)
+        candidates = [queued for queued in events if can_move_in_one_statement(queued.event, queued.status)]
+        moved_rows = _move_many(candidates, events, now)
     moved = {row.entry_id for row in moved_rows}
     followups = []
     for queued in events:
@@ -211,17 +209,6 @@ def _apply_batch(events):
             followups.extend(apply_in_session(queued.clinic_id, queued.event, queued.received_at))
     db.session.commit()
     return followups, moved_rows
-
-
-def _movable(queued):
-    event = queued.event
-    return (
-        queued.status is not None
-        and queued.status not in FAILED_STATUSES
-        and event.delivery_id is not None
-        and event.attempt is not None
-        and bool(event.provider_message_id)
-    )
 
 
 class MovedRow(NamedTuple):
@@ -248,84 +235,11 @@ def _move_many(candidates, events, now):
     ]
     if not single:
         return []
-    rows = db.session.execute(
-        _move_statement(),
-        {
-            "positions": list(range(len(single))),
-            "clinic_ids": [queued.clinic_id for queued in single],
-            "providers": [queued.event.provider for queued in single],
-            "delivery_ids": [queued.event.delivery_id for queued in single],
-            "attempts": [queued.event.attempt for queued in single],
-            "message_ids": [queued.event.provider_message_id for queued in single],
-            "statuses": [queued.status for queued in single],
-            "ranks": [STATUS_RANK[queued.status] for queued in single],
-            "provider_statuses": [(queued.event.provider_status or "")[:24] for queued in single],
-            "error_codes": [queued.event.error_code or None for queued in single],
-            "payloads": [json.dumps(queued.event.payload, sort_keys=True) for queued in single],
-            "received": [_naive_utc(queued.received_at) for queued in single],
-            "counted": list(stats.COUNTED_OUTCOMES),
-            "now": now,
-            "hour": stats.hour_start(now),
-        },
-    ).all()
+    moves = [Move(queued.clinic_id, queued.event, queued.status, queued.received_at) for queued in single]
+    rows = move_in_one_statement(db.session.connection(), moves, now)
     if rows:
         log.info("Applied %s status events with one statement, for deliveries %s to %s.", len(rows), rows[0].id, rows[-1].id)
     return [MovedRow(single[row.position].entry_id, row.id, row.channel, row.status) for row in rows]
-
-
-@cache
-def _move_statement():
-    """Return the PostgreSQL statement that moves many deliveries forward, counts them and stores their events.
-
-    Each input row carries the conditions of ``status._move_count_and_store``: the delivery belongs
-    to the clinic and provider, the event is for the attempt in flight, its provider message id
-    matches, and the status is a step forward. Only the rows that moved are counted and stored.
-    """
-    sql = f"""
-        WITH input AS (
-            SELECT * FROM unnest(
-                CAST(:positions AS integer[]), CAST(:clinic_ids AS integer[]), CAST(:providers AS text[]),
-                CAST(:delivery_ids AS integer[]), CAST(:attempts AS integer[]), CAST(:message_ids AS text[]),
-                CAST(:statuses AS text[]), CAST(:ranks AS integer[]), CAST(:provider_statuses AS text[]),
-                CAST(:error_codes AS text[]), CAST(:payloads AS text[]), CAST(:received AS timestamp[])
-            ) AS i(position, clinic_id, provider, delivery_id, attempt, message_id, status, rank,
-                   provider_status, error_code, payload, received_at)
-        ), moved AS (
-            UPDATE deliveries AS d SET
-                status = i.status,
-                status_rank = i.rank,
-                updated_at = :now,
-                error_code = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.error_code END,
-                category = CASE WHEN i.status IN ('delivered', 'suppressed') THEN NULL ELSE d.category END,
-                final_at = CASE WHEN i.rank >= {FINAL_RANK} THEN :now ELSE d.final_at END,
-                provider_message_id = coalesce(d.provider_message_id, i.message_id)
-            FROM input AS i, messages AS m
-            WHERE d.id = i.delivery_id AND d.provider = i.provider AND d.status_rank < i.rank
-              AND d.attempts = i.attempt AND d.next_attempt_at IS NULL
-              AND (d.provider_message_id IS NULL OR d.provider_message_id = i.message_id)
-              AND m.id = d.message_id AND m.clinic_id = i.clinic_id
-            RETURNING i.position, d.id, d.channel, d.message_id, i.clinic_id, i.status
-        ), stored AS (
-            INSERT INTO provider_events
-                (clinic_id, provider, kind, provider_message_id, delivery_id, status, error_code, outcome, payload, received_at)
-            SELECT i.clinic_id, i.provider, 'status', i.message_id, moved.id, i.provider_status,
-                   i.error_code, 'applied', i.payload, i.received_at
-            FROM moved JOIN input AS i ON i.position = moved.position
-        ), counted AS (
-            INSERT INTO sms_hourly_stats (clinic_id, hour, outcome, category, stripe, count)
-            SELECT clinic_id, :hour, status, '', id % {STRIPES}, count(*) FROM moved
-            WHERE channel = 'sms' AND status = ANY(CAST(:counted AS text[]))
-            GROUP BY clinic_id, status, id % {STRIPES}
-            ON CONFLICT (clinic_id, hour, outcome, category, stripe)
-            DO UPDATE SET count = sms_hourly_stats.count + excluded.count
-        )
-        SELECT position, id, channel, message_id, status FROM moved ORDER BY id
-    """
-    return text(sql).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("hour", type_=UTCDateTime()))
-
-
-def _naive_utc(moment):
-    return UTCDateTime().process_bind_param(moment, None)
 
 
 def _acknowledge(entry_ids):
