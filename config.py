@@ -139,8 +139,8 @@ def load(overrides=None):
         "PAWPOST_SENDER_RATES": _env("SENDER_RATES", ""),
         # Milliseconds added to each second of pacing, to absorb the delay between a slot and the send.
         # With 50 send threads per worker on a busy 2-core machine, texts reached the provider up to
-        # about 12 ms off their slots, and 25 ms let about one run in five put 21 texts into one
-        # second of a 20/s sender (docs/benchmarks.md).
+        # about 12 ms off their slots. A 25 ms margin let about one run in five put 21 texts into
+        # one second of a 20/s sender (docs/benchmarks.md).
         "PAWPOST_PACING_MARGIN_MS": _int("PACING_MARGIN_MS", 40),
     }
     settings.update(overrides)

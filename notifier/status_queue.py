@@ -7,19 +7,19 @@ On PostgreSQL, the events that move a delivery forward (nearly all of them) take
 ``status.move_in_one_statement``. Every other event goes through ``status.apply_in_session`` in
 arrival order.
 
-Nothing is lost in between:
+Between the webhook and the database:
 
 - An event stays in the stream until its batch has committed. A worker that dies mid-batch
-  leaves its events pending; another applier claims them after ``CLAIM_IDLE_MS``.
+  leaves its events pending, and another applier claims them after ``CLAIM_IDLE_MS``.
 - Applying an event twice stores a second copy and moves nothing, as for a provider's duplicate.
 - When Redis cannot take the event, the web process applies it itself, as before the queue.
-  A Redis that takes it but answers after the client's timeout gets it applied twice; the second
+  A Redis that takes it but answers after the client's timeout gets it applied twice. The second
   copy is stored as a duplicate and moves nothing.
 - An event that fails while other events of the same pass apply is logged and moved to
   ``FAILED_STREAM``, so it does not hold up the events behind it. When every event fails, as
   with an unreachable or read-only database, they stay queued and the applier tries again.
-
-Deploy Redis with append-only persistence, so queued events survive a Redis restart (docs/deploy.md).
+- A Redis restart without persistence loses the events still queued. Deploy Redis append-only
+  (docs/deploy.md). The reconciler looks up at the provider each text whose receipt never came.
 """
 
 import json

@@ -126,7 +126,7 @@ def live(redis_url, database_url, tmp_path_factory):
             # Retries run at once, so a test's worker burst picks them up.
             "PAWPOST_RETRY_BASE_SECONDS": 0,
             "PAWPOST_MEDIA_DIR": str(media_dir),
-            # Callbacks are applied before the response, so a test sees their effect at once.
+            # Callbacks are applied before the response, so their effect is in the database at once.
             # The webhook tests run both ways, and tests/test_status_queue.py tests the queue.
             "PAWPOST_QUEUE_STATUS_EVENTS": False,
         }

@@ -66,7 +66,7 @@ def test_every_text_reaches_provider_once(client, live, token):
         (1, [1] * 120),
     ],
 )
-def test_batch_queued_in_jobs_as_large_as_the_send_threads(app, client, token, monkeypatch, concurrency, job_sizes):
+def test_batch_job_size_follows_concurrency(app, client, token, monkeypatch, concurrency, job_sizes):
     ids = sms_delivery_ids(post_batch(client, token, delivered_numbers(120)))
     queues.queue("sms").empty()
     monkeypatch.setitem(app.config, "PAWPOST_SEND_CONCURRENCY", concurrency)

@@ -325,7 +325,7 @@ def final_delivered_count():
     ) or 0
 
 
-def test_batch_retried_one_by_one_counts_each_text_once(factory, clinic):
+def test_retried_batch_counts_once(factory, clinic):
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite here does not enforce the clinic's foreign key")
     texts = [outbound_sms(clinic, factory.client(clinic, f"+1555123{index:04d}")) for index in range(20)]
