@@ -1,10 +1,9 @@
-"""Template filters of the Pet Portal: clinic phone numbers and times in the clinic's time zone."""
+"""Template filters of the Pet Portal: clinic phone numbers and times in the clinic's own time zone."""
 
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import timezone as phone_timezone
 
 from portal.petportal import bp
 
@@ -27,25 +26,19 @@ def phone_display(e164, country="US"):
 
 
 @lru_cache(maxsize=1024)
-def clinic_zone(sender_number):
-    """Return the time zone of a clinic's number when its area code has exactly one, else UTC."""
+def clinic_zone(name):
+    """Return the IANA zone ``name`` (a clinic's time zone setting), or UTC when it names none."""
     try:
-        zones = phone_timezone.time_zones_for_number(phonenumbers.parse(sender_number))
-    except phonenumbers.NumberParseException:
-        return UTC
-    if len(zones) != 1:
-        return UTC
-    try:
-        return ZoneInfo(zones[0])
-    except (ZoneInfoNotFoundError, ValueError):
-        # phonenumbers returns Etc/Unknown for numbers it cannot place.
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        # A clinic row edited by hand may hold a name that is no zone; its times then show in UTC.
         return UTC
 
 
 @bp.app_template_filter("clinic_time")
 def clinic_time(moment, clinic):
     """Return ``moment`` as a short local time of ``clinic``, such as "Dec 4, 2026, 5:50 PM EST"."""
-    local = moment.astimezone(clinic_zone(clinic.sender_number))
+    local = moment.astimezone(clinic_zone(clinic.timezone))
     hour = local.hour % 12 or 12
     half = "AM" if local.hour < 12 else "PM"
     return f"{MONTHS[local.month - 1]} {local.day}, {local.year}, {hour}:{local.minute:02d} {half} {local.tzname()}"

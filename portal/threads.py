@@ -20,11 +20,11 @@ from portal.models.types import UTCDateTime
 
 
 class ThreadClinic(NamedTuple):
-    """The clinic of an inbox thread: its name, and its number for the local time."""
+    """The clinic of an inbox thread: its name, and its time zone for the local time."""
 
     id: int
     name: str
-    sender_number: str
+    timezone: str
 
 
 class LatestMessage(NamedTuple):
@@ -155,7 +155,7 @@ def _summaries_statement():
             Client.id.label("client_id"),
             Clinic.id.label("clinic_id"),
             Clinic.name.label("clinic_name"),
-            Clinic.sender_number,
+            Clinic.timezone,
             latest.id.label("latest_id"),
             latest.direction,
             latest.body,
@@ -189,7 +189,7 @@ def thread_summaries(client):
             # SQLite returns the attachment test as 0 or 1.
             has_attachments = bool(row.has_attachments)
             latest = LatestMessage(row.latest_id, row.direction, row.body, row.created_at, has_attachments)
-        clinic = ThreadClinic(row.clinic_id, row.clinic_name, row.sender_number)
+        clinic = ThreadClinic(row.clinic_id, row.clinic_name, row.timezone)
         summaries.append(ThreadSummary(row.client_id, clinic, latest, row.unread, row.unread_chat))
     # Threads without messages go last; the rest by their newest message.
     summaries.sort(key=lambda s: (s.latest is not None, s.latest.id if s.latest else 0), reverse=True)

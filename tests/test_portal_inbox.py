@@ -371,17 +371,29 @@ def test_signed_out_gets_sign_in_page(client, path):
     assert f'href="/login?next={path}"'.encode() in response.data
 
 
-def test_clinic_time_zone_from_number(client, factory):
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("America/New_York", "12:05 PM EST"),
+        # The clinic's setting wins over its number's area code (212 is New York).
+        ("America/Los_Angeles", "9:05 AM PST"),
+        ("Not/A_Zone", "5:05 PM UTC"),
+    ],
+)
+@pytest.mark.parametrize("page", ["thread", "inbox"])
+def test_times_shown_in_clinic_time_zone(client, factory, zone, shown, page):
     clinic = factory.clinic("bandwidth", name="Midtown Vets")
     clinic.sender_number = "+12125550100"
+    clinic.timezone = zone
     db.session.commit()
     parent = factory.client(clinic, MOBILE)
     portal_message(clinic, parent, created_at=utcnow().replace(month=1, day=15, hour=17, minute=5))
     sign_in(client, parent.id)
 
-    html = client.get(f"/inbox/threads/{parent.id}").get_data(as_text=True)
+    path = f"/inbox/threads/{parent.id}" if page == "thread" else "/inbox"
+    html = client.get(path).get_data(as_text=True)
 
-    assert "12:05 PM EST" in html
+    assert shown in html
 
 
 def test_inbox_mark_all_button_only_when_unread(client, person):
