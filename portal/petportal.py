@@ -14,6 +14,7 @@ from portal.auth import client_required, sign_out_everywhere
 from portal.extensions import csrf, db
 from portal.forms import ConfirmForm, ConfirmLinkForm, ReplyForm
 from portal.models import Attachment, Client, Message, PortalToken, utcnow
+from portal.reads import read_only
 
 log = logging.getLogger(__name__)
 bp = Blueprint("portal", __name__)
@@ -80,6 +81,7 @@ def open_link(token):
 
 
 @bp.get("/inbox")
+@read_only
 @client_required
 def inbox():
     """List one thread per clinic, newest activity first, with unread counts."""
@@ -88,6 +90,7 @@ def inbox():
 
 
 @bp.get("/inbox/threads/<int:client_id>")
+@read_only
 @client_required
 def thread(client_id):
     """Show one clinic's thread, oldest of the latest page first, with the reply form at the end."""
@@ -162,6 +165,7 @@ def _store_reply(record, body, photo):
 
 
 @bp.get("/inbox/messages/<int:message_id>")
+@read_only
 @client_required
 def message(message_id):
     """Show one message to its owner; reading it here does not mark it read."""

@@ -27,11 +27,11 @@ def phone_display(e164, country="US"):
 
 @lru_cache(maxsize=1024)
 def clinic_zone(name):
-    """Return the IANA zone ``name`` (a clinic's time zone setting), or UTC when it names none."""
+    """Return the IANA zone ``name`` (a clinic's time zone setting), or UTC when it is not a zone name."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        # A clinic row edited by hand may hold a name that is no zone; its times then show in UTC.
+        # A clinic row edited by hand may contain a name that is not a zone. Its times then show in UTC.
         return UTC
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, literal_column, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased, joinedload
 
@@ -119,9 +119,18 @@ def _portal_copy(value):
     )
 
 
+def _limit(count):
+    """Return ``count`` as a literal LIMIT, which lets PostgreSQL keep one plan for a prepared statement.
+
+    PostgreSQL costs a generic plan without knowing a bound LIMIT's value, so it prices the walks
+    these statements cut short as whole index scans and plans every execution anew instead.
+    """
+    return literal_column(str(int(count)))
+
+
 def _has_attachments(message):
     # Unlike this subquery, an EXISTS may run as a hash of the whole table when the thread is long.
-    first = db.select(Attachment.id).where(Attachment.message_id == message.id).limit(1).scalar_subquery()
+    first = db.select(Attachment.id).where(Attachment.message_id == message.id).limit(_limit(1)).scalar_subquery()
     return first.is_not(None)
 
 
@@ -145,7 +154,7 @@ def _summaries_statement():
         db.select(Message.id)
         .where(Message.client_id == Client.id, _is_visible(_NOW))
         .order_by(Message.id.desc())
-        .limit(1)
+        .limit(_limit(1))
         .correlate(Client)
         .scalar_subquery()
     )
@@ -217,10 +226,11 @@ def thread_messages(record, before=None, limit=50):
     The read and chat state come from the portal copy, and attachments are read only for the
     messages that have some.
     """
-    params = {"client_id": record.id, "now": utcnow(), "limit": limit + 1}
+    params = {"client_id": record.id, "now": utcnow()}
     if before is not None:
         params["before"] = before
-    rows = db.session.execute(_thread_statement(before is not None), params).all()
+    # One row more than a page shows whether older messages remain.
+    rows = db.session.execute(_thread_statement(before is not None, limit + 1), params).all()
     page = list(reversed(rows[:limit]))
     files = _attachments([row.id for row in page if row.has_attachments])
     messages = [
@@ -239,7 +249,7 @@ def thread_messages(record, before=None, limit=50):
 
 
 @cache
-def _thread_statement(before):
+def _thread_statement(before, limit):
     statement = (
         db.select(
             Message.id,
@@ -252,7 +262,7 @@ def _thread_statement(before):
         )
         .where(Message.client_id == bindparam("client_id"), _is_visible(_NOW))
         .order_by(Message.id.desc())
-        .limit(bindparam("limit"))
+        .limit(_limit(limit))
     )
     if before:
         statement = statement.where(Message.id < bindparam("before"))

@@ -491,6 +491,32 @@ def test_thread_page_statements(client, person):
     assert len(statements) <= 3
 
 
+@pytest.mark.parametrize("page", ["inbox", "thread"])
+def test_pages_keep_prepared_statements(client, person, page):
+    # psycopg prepares a statement on its fifth run and forgets its prepared statements at every
+    # ROLLBACK, which ends each request's transaction.
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+    path = "/inbox" if page == "inbox" else f"/inbox/threads/{at_happy.id}"
+    db.session.remove()
+    # One pooled connection serves every request, as the app's teardown returns it each time.
+    db.engine.dispose()
+
+    statuses = []
+    for _ in range(8):
+        statuses.append(client.get(path).status_code)
+        db.session.remove()
+    with db.engine.connect() as connection:
+        prepared = connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+    db.engine.dispose()
+
+    assert statuses == [200] * 8
+    assert prepared >= 1
+
+
 def hidden_scheduled(clinic, record):
     message = portal_message(clinic, record, body="Scheduled for tomorrow")
     message.send_at = utcnow() + timedelta(days=1)
