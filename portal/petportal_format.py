@@ -1,13 +1,16 @@
-"""Template filters of the Pet Portal: clinic phone numbers and times in the clinic's own time zone."""
+"""Template helpers of the Pet Portal: clinic phone numbers, times in the clinic's own time zone, paths with an id."""
 
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from flask import request, url_for
 
 from portal.petportal import bp
 
 UTC = ZoneInfo("UTC")
+# An id no row reaches, put in a built path and replaced by the real id.
+PLACEHOLDER_ID = 9876543210123
 # Written out rather than through strftime, which costs more than the rest of a thread's times.
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -42,3 +45,18 @@ def clinic_time(moment, clinic):
     hour = local.hour % 12 or 12
     half = "AM" if local.hour < 12 else "PM"
     return f"{MONTHS[local.month - 1]} {local.day}, {local.year}, {hour}:{local.minute:02d} {half} {local.tzname()}"
+
+
+@bp.app_template_global("path_with_id")
+def path_with_id(endpoint, name, value):
+    """Return the path of ``endpoint`` with the integer ``value`` as its one argument ``name``.
+
+    Same as ``url_for(endpoint, **{name: value})``, but the route is matched once per endpoint
+    and app root, so a page with a link per message does not match it for every message.
+    """
+    return _path_template(endpoint, name, request.script_root).replace(str(PLACEHOLDER_ID), str(int(value)))
+
+
+@lru_cache(maxsize=64)
+def _path_template(endpoint, name, _script_root):
+    return url_for(endpoint, **{name: PLACEHOLDER_ID})

@@ -157,6 +157,23 @@ def test_long_reply_rejected(client, parent):
     assert count(Message, Message.direction == "inbound") == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        ("x" * 1601, "x" * 1601),
+        # A leading newline survives the browser dropping the first one after <textarea>.
+        ("\n" + "y" * 1600, "\n" + "y" * 1600),
+        ("<b>Rex</b> " + "z" * 1600, "&lt;b&gt;Rex&lt;/b&gt; " + "z" * 1600),
+    ],
+)
+def test_rejected_reply_keeps_text(client, parent, body, shown):
+    response = reply(client, parent, body=body)
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f'aria-describedby="reply-error">\n{shown}</textarea>' in html
+
+
 def test_reply_without_csrf_400(client, parent):
     response = reply(client, parent, token="forged")
 
