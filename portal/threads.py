@@ -68,6 +68,16 @@ class ThreadMessage:
     attachments: tuple[Row, ...]
 
 
+def _rows(statement, params):
+    """Return the rows of ``statement``, which selects columns and no ORM entities.
+
+    The rows go through the session's connection rather than the ORM, which halves the
+    statement's Python overhead. Pending changes are flushed first, as the ORM would.
+    """
+    db.session.flush()
+    return db.session.connection().execute(statement, params).all()
+
+
 def person_client_ids(client):
     """Return a select of the ids of every client record that shares ``client``'s mobile number."""
     return db.select(Client.id).where(Client.mobile_number == client.mobile_number)
@@ -188,9 +198,7 @@ def thread_summaries(client):
     counts, however many clinics the person has. A correlated subquery picks each thread's newest
     message, a short walk back along ``ix_messages_client_id_id`` on PostgreSQL and SQLite alike.
     """
-    rows = db.session.execute(
-        _summaries_statement(), {"mobile_number": client.mobile_number, "now": utcnow()}
-    ).all()
+    rows = _rows(_summaries_statement(), {"mobile_number": client.mobile_number, "now": utcnow()})
     summaries = []
     for row in rows:
         latest = None
@@ -208,7 +216,7 @@ def thread_summaries(client):
 def unread_counts(client_ids):
     """Return ``{client_id: (unread, unread_chat_notifications)}`` for threads with unread messages."""
     params = {"client_ids": list(client_ids), "now": utcnow()}
-    rows = db.session.execute(_unread_counts_statement(), params).all()
+    rows = _rows(_unread_counts_statement(), params)
     return {client_id: (unread, chat) for client_id, unread, chat in rows if unread}
 
 
@@ -230,7 +238,7 @@ def thread_messages(record, before=None, limit=50):
     if before is not None:
         params["before"] = before
     # One row more than a page shows whether older messages remain.
-    rows = db.session.execute(_thread_statement(before is not None, limit + 1), params).all()
+    rows = _rows(_thread_statement(before is not None, limit + 1), params)
     page = list(reversed(rows[:limit]))
     files = _attachments([row.id for row in page if row.has_attachments])
     messages = [
