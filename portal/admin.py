@@ -139,11 +139,27 @@ def conversation(client_id):
 @staff_required
 def attachment(attachment_id):
     """Serve a stored attachment of a message in the staff member's clinic."""
+    found = _clinic_attachment_or_404(attachment_id)
+    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
+
+
+@bp.get("/attachments/<int:attachment_id>/preview")
+@staff_required
+def attachment_preview(attachment_id):
+    """Serve a photo of a message in the staff member's clinic at screen size, or the file itself."""
+    found = _clinic_attachment_or_404(attachment_id)
+    path = media.preview_path(found.storage_key, found.content_type)
+    content_type = "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type
+    return send_file(path, mimetype=content_type, max_age=0)
+
+
+def _clinic_attachment_or_404(attachment_id):
+    """Return a stored attachment of a client in the staff member's clinic, else abort with 404."""
     found = db.session.get(Attachment, attachment_id)
     if found is None or not found.storage_key:
         abort(404)
     get_client_or_404(found.message.client_id)
-    return send_file(media.path_for(found.storage_key), mimetype=found.content_type, max_age=0)
+    return found
 
 
 @bp.post("/clients/<int:client_id>/messages")

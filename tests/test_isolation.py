@@ -38,6 +38,7 @@ ROUTES = {
     "admin.conversation": Route("staff", "client"),
     "admin.send": Route("staff", "client", frozenset({403, 404})),
     "admin.attachment": Route("staff", "attachment"),
+    "admin.attachment_preview": Route("staff", "attachment"),
     "admin.revoke_api_token": Route("staff", "token", frozenset({403, 404})),
     "api.get_client": Route("api", "pims_id"),
     "api.put_client": Route("api", "pims_id", frozenset(PUT_STATUSES)),
@@ -173,7 +174,7 @@ def test_other_tenant_rows_unchanged(app, tenants):
 
 
 GET_ENDPOINTS = [
-    "admin.attachment", "admin.conversation", "api.get_client", "api.get_message",
+    "admin.attachment", "admin.attachment_preview", "admin.conversation", "api.get_client", "api.get_message",
     "portal.attachment", "portal.attachment_preview", "portal.message", "portal.thread",
 ]
 

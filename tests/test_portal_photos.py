@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from notifier import media
-from portal_helpers import png_image, portal_message, sign_in
+from portal_helpers import png_image, portal_message, sign_in, staff_browser
 
 MOBILE = "+15551230001"
 # EXIF tag 0x0112 (Orientation) value 6: the camera was turned, so viewers rotate 90° clockwise.
@@ -143,3 +143,30 @@ def test_preview_signed_out_401(client, parent):
     response = client.get(f"/inbox/attachments/{message.attachments[0].id}/preview")
 
     assert response.status_code == 401
+
+
+def test_staff_see_screen_sized_photo(live, factory, parent):
+    staff = factory.staff(parent.clinic)
+    message = portal_message(parent.clinic, parent, files=[turned_phone_photo()])
+    attachment_id = message.attachments[0].id
+    browser = staff_browser(live, staff)
+
+    html = browser.get(f"{live.url}/admin/clients/{parent.id}", timeout=5).text
+    preview = browser.get(f"{live.url}/admin/attachments/{attachment_id}/preview", timeout=5)
+    image = Image.open(io.BytesIO(preview.content))
+
+    assert f'<a href="/admin/attachments/{attachment_id}"><img class="attachment" src="/admin/attachments/{attachment_id}/preview"' in html
+    assert preview.status_code == 200
+    assert preview.headers["Content-Type"] == "image/jpeg"
+    assert image.size == (960, 1280)
+
+
+def test_staff_preview_other_clinic_404(live, factory, parent):
+    other_clinic = factory.clinic("twilio", name="Other Vets")
+    staff = factory.staff(other_clinic)
+    message = portal_message(parent.clinic, parent, files=[turned_phone_photo()])
+    browser = staff_browser(live, staff)
+
+    response = browser.get(f"{live.url}/admin/attachments/{message.attachments[0].id}/preview", timeout=5)
+
+    assert response.status_code == 404

@@ -90,7 +90,7 @@ def test_staff_see_reply_with_photo(client, live, factory, parent):
 
     assert "Rex is feeling better." in html
     assert "sent from the Pet Portal" in html
-    assert f'src="/admin/attachments/{attachment.id}"' in html
+    assert f'href="/admin/attachments/{attachment.id}"' in html
     assert photo.content == png_image(seed=3)
 
 
