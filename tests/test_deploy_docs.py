@@ -62,7 +62,9 @@ def test_gunicorn_serves_health_in_production(live):
         PAWPOST_TRUSTED_PROXIES="127.0.0.1",
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        # The deployment guide's command, with fewer workers.
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--worker-connections", "8",
+         "--bind", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
