@@ -23,8 +23,14 @@ def read_only(view):
     def wrapped(*args, **kwargs):
         # A session already in a transaction (a test that shares its session with the request)
         # keeps it, because the isolation level of a connection in use cannot change.
-        if not db.session().in_transaction():
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        return view(*args, **kwargs)
+        if db.session().in_transaction():
+            return view(*args, **kwargs)
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        try:
+            return view(*args, **kwargs)
+        finally:
+            # Hand the connection back now rather than at teardown. A session that outlives the
+            # request (the test client shares the test's) would otherwise write in autocommit next.
+            db.session.rollback()
 
     return wrapped
