@@ -26,7 +26,8 @@ def clinic_zone(clinic):
     """Return the ZoneInfo of the clinic's ``timezone``, or raise InvalidTimezone."""
     try:
         return ZoneInfo(clinic.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    # A folder of the zone database, such as "America", raises IsADirectoryError, an OSError.
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidTimezone(
             f"Clinic {clinic.id} has the time zone {clinic.timezone!r}, which is not an IANA zone name "
             "such as America/New_York."

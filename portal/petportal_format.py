@@ -33,8 +33,9 @@ def clinic_zone(name):
     """Return the IANA zone ``name`` (a clinic's time zone setting), or UTC when it is not a zone name."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        # A clinic row edited by hand may contain a name that is not a zone. Its times then show in UTC.
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        # A clinic row edited by hand may contain a name that is not a zone. Its times then show in
+        # UTC. A folder of the zone database, such as "America", raises IsADirectoryError.
         return UTC
 
 
@@ -56,7 +57,9 @@ def path_with_id(value, endpoint, name):
     Same as ``url_for(endpoint, **{name: value})``, but the route is matched once per endpoint
     and app root, so a page with a link per message does not match it for every message.
     """
-    return _path_template(endpoint, name, request.script_root).replace(str(PLACEHOLDER_ID), str(int(value)))
+    # The last occurrence is the argument: an app root could contain the same digits.
+    head, _placeholder, tail = _path_template(endpoint, name, request.script_root).rpartition(str(PLACEHOLDER_ID))
+    return f"{head}{int(value)}{tail}"
 
 
 @lru_cache(maxsize=64)
