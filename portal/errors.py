@@ -38,6 +38,9 @@ def _render(exc):
     if code >= 500:
         log.error("Unhandled error on %s %s.", request.method, request.path)
     text = MESSAGES.get(code, MESSAGES[500])
+    # An abort() with its own sentence, naming the value and the fix, is more useful than the default.
+    if isinstance(exc, HTTPException) and code < 500 and exc.description != type(exc).description:
+        text = exc.description
     if _wants_json():
         return jsonify(error={"code": code, "message": text}), code
     return render_template("error.html", code=code, text=text), code

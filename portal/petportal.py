@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import media
-from portal import threads
+from portal import MAX_ID, threads
 from portal.auth import client_required, sign_out_everywhere
 from portal.extensions import csrf, db
 from portal.forms import ConfirmForm, ConfirmLinkForm, ReplyForm
@@ -225,6 +225,8 @@ def _own_attachment_or_404(attachment_id):
     if found is None or not found.storage_key:
         abort(404)
     get_message_or_404(found.message_id)
+    if not media.file_present(found):
+        abort(404)
     return found
 
 
@@ -272,6 +274,8 @@ def _render_thread(record, body=None, error=None, status=200):
     # The reply form is written out in the template rather than rendered by WTForms, which cost
     # about 15 % of the page's CPU time. ReplyForm still checks what is posted.
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= MAX_ID:
+        abort(400, f"before={before} is not a message id; use the link under the thread's oldest message.")
     messages, has_older = threads.thread_messages(record, before=before, limit=THREAD_PAGE_SIZE)
     # A page holding the whole thread already shows whether anything in it is unread.
     unread = any(m.unread for m in messages)

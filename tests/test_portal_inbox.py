@@ -378,6 +378,9 @@ def test_signed_out_gets_sign_in_page(client, path):
         # The clinic's setting wins over its number's area code (212 is New York).
         ("America/Los_Angeles", "9:05 AM PST"),
         ("Not/A_Zone", "5:05 PM UTC"),
+        # A folder of the zone database, not a zone.
+        ("America", "5:05 PM UTC"),
+        ("", "5:05 PM UTC"),
     ],
 )
 @pytest.mark.parametrize("page", ["thread", "inbox"])
@@ -493,7 +496,7 @@ def test_thread_page_statements(client, person):
 
 @pytest.mark.parametrize("page", ["inbox", "thread"])
 def test_pages_keep_prepared_statements(client, person, page):
-    # psycopg prepares a statement on its fifth run and forgets its prepared statements at every
+    # psycopg prepares a statement on its fifth run and drops its prepared statements at every
     # ROLLBACK, which ends each request's transaction.
     if db.engine.dialect.name != "postgresql":
         pytest.skip("prepared statements are a PostgreSQL matter")
@@ -515,6 +518,49 @@ def test_pages_keep_prepared_statements(client, person, page):
 
     assert statuses == [200] * 8
     assert prepared >= 1
+
+
+@pytest.mark.parametrize("root", ["", "/pp", "/9876543210123"])
+def test_thread_links_under_app_root(client, person, root):
+    at_happy, _, _ = person
+    message = portal_message(at_happy.clinic, at_happy, files=[png_image()])
+    attachment_id = message.attachments[0].id
+    sign_in(client, at_happy.id)
+
+    html = client.get(f"/inbox/threads/{at_happy.id}", base_url=f"http://localhost{root}/").get_data(as_text=True)
+
+    assert f'href="{root}/inbox/messages/{message.id}"' in html
+    assert f'src="{root}/inbox/attachments/{attachment_id}/preview"' in html
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/inbox/threads/2147483648",
+        "/inbox/messages/99999999999999999999999",
+        "/inbox/attachments/2147483648/preview",
+        "/admin/attachments/2147483648/preview",
+    ],
+)
+def test_ids_beyond_integer_404(client, person, path):
+    at_happy, _, _ = person
+    sign_in(client, at_happy.id)
+
+    response = client.get(path)
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("before", ["2147483648", "99999999999999999999999", "0", "-5"])
+def test_thread_before_not_an_id_400(client, person, before):
+    at_happy, _, _ = person
+    portal_message(at_happy.clinic, at_happy)
+    sign_in(client, at_happy.id)
+
+    response = client.get(f"/inbox/threads/{at_happy.id}?before={before}")
+
+    assert response.status_code == 400
+    assert f"before={before} is not a message id" in response.get_data(as_text=True)
 
 
 def hidden_scheduled(clinic, record):

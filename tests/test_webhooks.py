@@ -332,6 +332,7 @@ def test_twilio_missing_field_400(client, app, twilio_sms, missing):
 
     assert response.status_code == 400
     assert response.is_json
+    assert response.get_json()["error"]["message"] == "MessageSid and MessageStatus are required."
     assert provider_events() == []
     assert delivery(twilio_sms.message_id, "sms").status == "accepted"
 
