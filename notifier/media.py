@@ -112,6 +112,17 @@ def _flattened(image):
     return background
 
 
+def file_present(attachment):
+    """Return True when a stored attachment's file is in the media directory; log its id when not."""
+    if path_for(attachment.storage_key).is_file():
+        return True
+    log.error(
+        "Attachment %s is missing from the media directory; restore it from a backup of PAWPOST_MEDIA_DIR.",
+        attachment.id,
+    )
+    return False
+
+
 def path_for(storage_key):
     """Return the file path of a stored attachment, refusing keys that leave the media directory."""
     root = media_root().resolve()

@@ -159,6 +159,8 @@ def _clinic_attachment_or_404(attachment_id):
     if found is None or not found.storage_key:
         abort(404)
     get_client_or_404(found.message.client_id)
+    if not media.file_present(found):
+        abort(404)
     return found
 
 

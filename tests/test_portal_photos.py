@@ -170,3 +170,19 @@ def test_staff_preview_other_clinic_404(live, factory, parent):
     response = browser.get(f"{live.url}/admin/attachments/{message.attachments[0].id}/preview", timeout=5)
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("suffix", ["", "/preview"])
+def test_missing_file_404(client, live, factory, parent, suffix):
+    staff = factory.staff(parent.clinic)
+    message = portal_message(parent.clinic, parent, files=[turned_phone_photo()])
+    attachment_id = message.attachments[0].id
+    media.path_for(message.attachments[0].storage_key).unlink()
+    sign_in(client, parent.id)
+    browser = staff_browser(live, staff)
+
+    portal = client.get(f"/inbox/attachments/{attachment_id}{suffix}")
+    admin = browser.get(f"{live.url}/admin/attachments/{attachment_id}{suffix}", timeout=5)
+
+    assert portal.status_code == 404
+    assert admin.status_code == 404
