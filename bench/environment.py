@@ -39,7 +39,7 @@ class Settings:
     web_port: int = 5081
     baseline_port: int = 5082
     provider_port: int = 5083
-    # The deployment guide's web command: gunicorn --workers 4 --threads 4 --worker-connections 8.
+    # The deployment guide's web command: gunicorn --workers 4 --threads 4 --reuse-port.
     web_workers: int = 4
     web_threads: int = 4
     # The deployment guide: two RQ workers per core.
@@ -235,8 +235,8 @@ def start_web(processes, settings, app_path="wsgi:app", name="web", port=None):
         sys.executable, "-m", "gunicorn",
         "--workers", str(settings.web_workers),
         "--threads", str(settings.web_threads),
-        # Twice the threads, as in the guide, so that one process cannot take every kept-alive connection.
-        "--worker-connections", str(2 * settings.web_threads),
+        # As in the guide: a listening socket per process, so that one cannot take every connection.
+        "--reuse-port",
         "--bind", f"127.0.0.1:{port}",
         "--log-level", "warning",
         app_path,

@@ -63,7 +63,7 @@ def test_gunicorn_serves_health_in_production(live):
     )
     server = subprocess.Popen(
         # The deployment guide's command, with fewer workers.
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--worker-connections", "8",
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--reuse-port",
          "--bind", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
