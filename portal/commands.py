@@ -1,4 +1,4 @@
-"""CLI commands: the worker, the reconciler and demo data."""
+"""CLI commands: the worker, the reconciler, clinic settings and demo data."""
 
 import logging
 
@@ -12,6 +12,7 @@ from portal import demo
 log = logging.getLogger(__name__)
 demo_cli = AppGroup("demo", help="Demo data for the sandbox carrier.")
 status_events_cli = AppGroup("status-events", help="Provider status events queued for the workers.")
+clinics_cli = AppGroup("clinics", help="Clinic settings.")
 
 
 def init_app(app):
@@ -19,6 +20,7 @@ def init_app(app):
     app.cli.add_command(reconcile)
     app.cli.add_command(demo_cli)
     app.cli.add_command(status_events_cli)
+    app.cli.add_command(clinics_cli)
 
 
 @click.command()
@@ -65,6 +67,34 @@ def requeue_set_aside():
 
     moved = status_queue.requeue_set_aside()
     click.echo(f"Queued {moved} set-aside status events again; the workers apply them.")
+
+
+@clinics_cli.command("set-timezone")
+@click.argument("clinic_id", type=int)
+@click.argument("zone")
+def set_timezone(clinic_id, zone):
+    """Set a clinic's time zone (an IANA name such as America/Los_Angeles).
+
+    It decides the clinic's quiet hours and the times the Pet Portal shows.
+    """
+    from zoneinfo import available_timezones
+
+    from portal.extensions import db
+    from portal.models import Clinic
+
+    if zone not in available_timezones():
+        raise click.BadParameter(
+            f"{zone!r} is not an IANA time zone name; use one such as America/New_York or America/Los_Angeles.",
+            param_hint="ZONE",
+        )
+    clinic = db.session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise click.BadParameter(f"Clinic {clinic_id} not found; check the id in the clinics table.", param_hint="CLINIC_ID")
+    previous = clinic.timezone
+    clinic.timezone = zone
+    db.session.commit()
+    log.info("Clinic %s time zone set to %s (was %s).", clinic.id, zone, previous)
+    click.echo(f"Clinic {clinic.id} ({clinic.name}) now uses {zone}; it used {previous}.")
 
 
 @demo_cli.command("seed")
