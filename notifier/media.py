@@ -11,6 +11,9 @@ from flask import current_app
 
 log = logging.getLogger(__name__)
 
+# A photo's smaller copy lies beside it, named after it with this suffix.
+PREVIEW_SUFFIX = ".preview.jpg"
+
 # The largest file Pawpost keeps from a provider; Twilio's MMS limit is 5 MB per message.
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 
@@ -67,7 +70,7 @@ def preview_path(storage_key, content_type):
     original = path_for(storage_key)
     if content_type not in PREVIEW_TYPES:
         return original
-    preview = original.with_name(original.name + ".preview.jpg")
+    preview = original.with_name(original.name + PREVIEW_SUFFIX)
     if preview.exists():
         return preview
     # Imported here: only web processes that serve photos need the imaging library.
@@ -112,12 +115,18 @@ def _flattened(image):
     return background
 
 
+def preview_file(storage_key, content_type):
+    """Return the path and content type of a photo's smaller copy, or of the file itself."""
+    path = preview_path(storage_key, content_type)
+    return path, "image/jpeg" if path.name.endswith(PREVIEW_SUFFIX) else content_type
+
+
 def file_present(attachment):
-    """Return True when a stored attachment's file is in the media directory; log its id when not."""
+    """Return True when a stored attachment's file is in the media directory, else log its id and return False."""
     if path_for(attachment.storage_key).is_file():
         return True
     log.error(
-        "Attachment %s is missing from the media directory; restore it from a backup of PAWPOST_MEDIA_DIR.",
+        "Attachment %s is missing from the media directory. Restore it from a backup of PAWPOST_MEDIA_DIR.",
         attachment.id,
     )
     return False

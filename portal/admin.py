@@ -148,8 +148,7 @@ def attachment(attachment_id):
 def attachment_preview(attachment_id):
     """Serve a photo of a message in the staff member's clinic at screen size, or the file itself."""
     found = _clinic_attachment_or_404(attachment_id)
-    path = media.preview_path(found.storage_key, found.content_type)
-    content_type = "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type
+    path, content_type = media.preview_file(found.storage_key, found.content_type)
     return send_file(path, mimetype=content_type, max_age=0)
 
 

@@ -84,17 +84,17 @@ def set_timezone(clinic_id, zone):
 
     if zone not in available_timezones():
         raise click.BadParameter(
-            f"{zone!r} is not an IANA time zone name; use one such as America/New_York or America/Los_Angeles.",
+            f"{zone!r} is not an IANA time zone name. Use one such as America/New_York or America/Los_Angeles.",
             param_hint="ZONE",
         )
     clinic = db.session.get(Clinic, clinic_id)
     if clinic is None:
-        raise click.BadParameter(f"Clinic {clinic_id} not found; check the id in the clinics table.", param_hint="CLINIC_ID")
+        raise click.BadParameter(f"Clinic {clinic_id} not found. Check the id in the clinics table.", param_hint="CLINIC_ID")
     previous = clinic.timezone
     clinic.timezone = zone
     db.session.commit()
     log.info("Clinic %s time zone set to %s (was %s).", clinic.id, zone, previous)
-    click.echo(f"Clinic {clinic.id} ({clinic.name}) now uses {zone}; it used {previous}.")
+    click.echo(f"Clinic {clinic.id} ({clinic.name}) now uses {zone}, in place of {previous}.")
 
 
 @demo_cli.command("seed")

@@ -215,8 +215,7 @@ def attachment(attachment_id):
 def attachment_preview(attachment_id):
     """Serve a photo of the signed-in pet parent's own threads at screen size, or the file itself."""
     found = _own_attachment_or_404(attachment_id)
-    path = media.preview_path(found.storage_key, found.content_type)
-    return _private_file(path, "image/jpeg" if path.name.endswith(".preview.jpg") else found.content_type)
+    return _private_file(*media.preview_file(found.storage_key, found.content_type))
 
 
 def _own_attachment_or_404(attachment_id):
@@ -275,7 +274,7 @@ def _render_thread(record, body=None, error=None, status=200):
     # about 15 % of the page's CPU time. ReplyForm still checks what is posted.
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_ID:
-        abort(400, f"before={before} is not a message id; use the link under the thread's oldest message.")
+        abort(400, f"before={before} is not a message id. Use the thread's \"Show older messages\" link.")
     messages, has_older = threads.thread_messages(record, before=before, limit=THREAD_PAGE_SIZE)
     # A page holding the whole thread already shows whether anything in it is unread.
     unread = any(m.unread for m in messages)

@@ -21,7 +21,7 @@ def test_set_timezone_stored(app, factory):
     result = set_timezone(app, clinic.id, "America/Los_Angeles")
 
     assert result.exit_code == 0
-    assert "now uses America/Los_Angeles; it used America/New_York" in result.output
+    assert "now uses America/Los_Angeles, in place of America/New_York" in result.output
     assert stored_zone(clinic.id) == "America/Los_Angeles"
 
 

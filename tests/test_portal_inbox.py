@@ -375,7 +375,7 @@ def test_signed_out_gets_sign_in_page(client, path):
     ("zone", "shown"),
     [
         ("America/New_York", "12:05 PM EST"),
-        # The clinic's setting wins over its number's area code (212 is New York).
+        # The clinic's setting takes precedence over its number's area code (212 is New York).
         ("America/Los_Angeles", "9:05 AM PST"),
         ("Not/A_Zone", "5:05 PM UTC"),
         # A folder of the zone database, not a zone.
