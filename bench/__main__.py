@@ -40,8 +40,11 @@ def parse_arguments(argv=None):
         help="seconds between each worker's reconciler passes, 0 for none (default 30, as in production)",
     )
     parser.add_argument("--latencies", default="0,150", help="provider latencies of the send pipeline, in ms (default 0,150)")
-    parser.add_argument("--web-workers", type=int, default=4, help="gunicorn worker processes (default 4, as docs/deploy.md)")
-    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (default 4, as docs/deploy.md)")
+    parser.add_argument(
+        "--web-workers", type=int, default=len(os.sched_getaffinity(0)),
+        help="gunicorn worker processes (default: one per core, as docs/deploy.md)",
+    )
+    parser.add_argument("--web-threads", type=int, default=2, help="threads per gunicorn worker (default 2, as docs/deploy.md)")
     parser.add_argument("--database-url", default=environment.Settings.database_url, help="the benchmark's own PostgreSQL database")
     parser.add_argument("--redis-url", default=environment.Settings.redis_url, help="the benchmark's own Redis database")
     parser.add_argument("--log-level", default="INFO", help="PAWPOST_LOG_LEVEL of the web and worker processes (default INFO)")

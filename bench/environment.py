@@ -39,9 +39,9 @@ class Settings:
     web_port: int = 5081
     baseline_port: int = 5082
     provider_port: int = 5083
-    # The deployment guide's web command: gunicorn --workers 4 --threads 4 --reuse-port.
-    web_workers: int = 4
-    web_threads: int = 4
+    # The deployment guide's web command: gunicorn --workers "$(nproc)" --threads 2 --reuse-port.
+    web_workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    web_threads: int = 2
     # The deployment guide: two RQ workers per core.
     rq_workers: int = 4
     # Seconds between the reconciler passes each worker runs; 30 is the product's default.

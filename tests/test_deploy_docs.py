@@ -62,8 +62,8 @@ def test_gunicorn_serves_health_in_production(live):
         PAWPOST_TRUSTED_PROXIES="127.0.0.1",
     )
     server = subprocess.Popen(
-        # The deployment guide's command, with fewer workers.
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--reuse-port",
+        # The deployment guide's command on a 2-core machine.
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2", "--reuse-port",
          "--bind", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
