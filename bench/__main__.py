@@ -7,6 +7,7 @@ folder ($TMPDIR/pawpost-bench/<time>/, or --run-dir) keeps the process logs, res
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -130,8 +131,20 @@ def run_pipeline(run, arguments):
     return figures
 
 
-def memory_figures(processes):
-    """Return the peak resident memory of the Pawpost web server and of its busiest worker."""
+def stack_floor_kib(kind, settings):
+    """Return the peak RSS in KiB of a process that only imports and connects the fixed stack."""
+    command = [sys.executable, "-m", "bench.stack_floor", kind, settings.database_url, settings.redis_url]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"bench.stack_floor {kind} failed with exit code {completed.returncode}: {completed.stderr.strip()[-500:]}")
+    return int(completed.stdout.split()[-1])
+
+
+def memory_figures(processes, settings):
+    """Return the peak resident memory of the Pawpost web server and of its busiest worker.
+
+    The baseline of each is the same figure for the fixed stack alone (bench/stack_floor.py).
+    """
     groups = {
         "web": [kib for name, kib in processes.peak_rss.items() if name == "web"],
         "worker": [kib for name, kib in processes.peak_rss.items() if name.startswith("worker-")],
@@ -145,6 +158,8 @@ def memory_figures(processes):
                     value=max(peaks) / 1024,
                     unit="MiB",
                     goal=("<=", MEMORY_GOAL_MIB),
+                    baseline=stack_floor_kib(kind, settings) / 1024,
+                    baseline_name="MiB of the fixed stack alone",
                     detail=f"highest VmHWM over {len(peaks)} runs" + (" (gunicorn master and its workers)" if kind == "web" else ""),
                 )
             )
@@ -183,7 +198,7 @@ def main(argv=None):
         figures = run_selected(run, arguments)
     finally:
         processes.stop_all()
-    figures += memory_figures(processes)
+    figures += memory_figures(processes, settings)
     if arguments.drop_database:
         environment.drop_database(settings)
 

@@ -66,3 +66,6 @@ def test_bench_quick_run(redis_url, tmp_path):
     for figure in figures:
         assert math.isfinite(figure["value"]), figure
         assert figure["verdict"] in ("met", "MISSED", "info"), figure
+    memory = [figure for figure in figures if figure["name"].startswith("memory, ")]
+    for figure in memory:
+        assert figure["baseline"] > 0, figure
