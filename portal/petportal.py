@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
@@ -104,8 +104,11 @@ def thread(client_id):
 def reply(client_id):
     """Store the pet parent's reply, with at most one photo, as an inbound message in the thread."""
     record = get_thread_or_404(client_id)
-    # Lowered before anything parses the body, so a larger upload is rejected unread.
-    request.max_content_length = PHOTO_MAX_BYTES + REPLY_FORM_OVERHEAD_BYTES
+    # A request up to the app's limit is read, so a photo over the photo limit gets its error
+    # beside the text the pet parent typed. Only a larger request is rejected unread.
+    request_limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request_limit is not None:
+        request.max_content_length = max(request_limit, PHOTO_MAX_BYTES + REPLY_FORM_OVERHEAD_BYTES)
     try:
         csrf.protect()
     except RequestEntityTooLarge:

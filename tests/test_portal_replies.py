@@ -125,8 +125,21 @@ def test_photo_over_limit_rejected(client, parent):
     assert count(Message, Message.direction == "inbound") == 0
 
 
-def test_body_over_request_limit_413(client, parent):
+def test_large_photo_keeps_typed_text(client, parent):
+    # Over the photo limit but within the app's request limit, so the form is read.
     photo = png_image() + b"\x00" * (PHOTO_LIMIT + 200 * 1024)
+
+    response = reply(client, parent, body="Rex limps on his left leg.", photo=photo)
+
+    assert response.status_code == 400
+    assert b"The photo is larger than 5 MB" in response.data
+    assert b"Rex limps on his left leg.</textarea>" in response.data
+    assert count(Message, Message.direction == "inbound") == 0
+
+
+def test_body_over_request_limit_413(app, client, parent):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    photo = png_image() + b"\x00" * limit
 
     response = reply(client, parent, photo=photo)
 
