@@ -57,6 +57,8 @@ CLAIM_EVERY_SECONDS = 10
 LINGER_SECONDS = 0.02
 # A consumer with nothing pending and idle this long belonged to a stopped worker.
 FORGET_CONSUMER_MS = 24 * 3600 * 1000
+# While applying keeps failing, the applier retries each second and logs it at most this often.
+FAILURE_LOG_EVERY_SECONDS = 60
 
 
 def enabled():
@@ -382,6 +384,43 @@ def consumer_name():
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+class FailureLog:
+    """Log an applier's failures when they start, then at most every ``every`` seconds, and the recovery.
+
+    An event that fails alone stays queued until another event applies beside it, and a database
+    outage can last hours. Retrying each second keeps recovery quick, and this keeps the log to
+    one line a minute meanwhile.
+    """
+
+    def __init__(self, every=FAILURE_LOG_EVERY_SECONDS, clock=time.monotonic):
+        self.every = every
+        self.clock = clock
+        self.failures = 0
+        self.next_log = 0.0
+
+    def failed(self, exc, expected=True):
+        """Count a failed pass and log it if it is the first or the last line is ``every`` seconds old."""
+        self.failures += 1
+        now = self.clock()
+        if self.failures > 1 and now < self.next_log:
+            return
+        self.next_log = now + self.every
+        if expected:
+            # Redis or the database is unreachable or failing: the events wait in the stream.
+            log.warning(
+                "Status events not applied (%s), %s failed attempt(s) so far; trying again each second.",
+                _error_name(exc), self.failures,
+            )
+        else:
+            log.exception("Status event applier failed, %s failed attempt(s) so far; trying again each second.", self.failures)
+
+    def succeeded(self):
+        """Log the recovery after failed passes, and start counting again."""
+        if self.failures:
+            log.info("Status events applied again after %s failed attempt(s).", self.failures)
+        self.failures = 0
+
+
 def start_applier(app, block_ms=1000):
     """Apply queued status events on a daemon thread of this process until the returned event is set."""
     stop = threading.Event()
@@ -390,6 +429,7 @@ def start_applier(app, block_ms=1000):
     def loop():
         next_claim = 0.0
         pending = True
+        failures = FailureLog()
         while not stop.is_set():
             with app.app_context():
                 try:
@@ -400,15 +440,15 @@ def start_applier(app, block_ms=1000):
                         next_claim = time.monotonic() + CLAIM_EVERY_SECONDS
                     read = read_and_apply(consumer, block_ms=block_ms, pending=pending)
                     pending = False
+                    failures.succeeded()
                     if 0 < read < BATCH_SIZE:
                         stop.wait(LINGER_SECONDS)
                 except (redis.exceptions.RedisError, DBAPIError, ApplyingFailed) as exc:
-                    # Redis or the database is unreachable or failing: the events wait in the stream.
-                    log.warning("Status events not applied (%s); trying again in a second.", _error_name(exc))
+                    failures.failed(exc)
                     pending = True
                     stop.wait(1)
-                except Exception:
-                    log.exception("Status event applier failed; trying again in a second.")
+                except Exception as exc:
+                    failures.failed(exc, expected=False)
                     pending = True
                     stop.wait(1)
 

@@ -371,3 +371,62 @@ def test_set_aside_events_queued_again(app, sms):
     assert len(set_aside) == 1
     assert set_aside[0][1][b"reason"] == b"it is not a status event"
     assert [stored.outcome for stored in provider_events()] == ["applied", "duplicate"]
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def applier_records(caplog):
+    return [record for record in caplog.records if record.name == status_queue.log.name]
+
+
+def test_repeated_failures_logged_once_a_minute(caplog):
+    clock = FakeClock()
+    failures = status_queue.FailureLog(every=60, clock=clock)
+    caplog.set_level("INFO", logger=status_queue.log.name)
+
+    for _second in range(59):
+        failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+        clock.now += 1
+    logged_in_first_minute = len(applier_records(caplog))
+    clock.now += 1
+    failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+
+    records = applier_records(caplog)
+    assert logged_in_first_minute == 1
+    assert len(records) == 2
+    assert "60 failed attempt(s)" in records[1].getMessage()
+
+
+def test_recovery_logged_once(caplog):
+    failures = status_queue.FailureLog(every=60, clock=FakeClock())
+    caplog.set_level("INFO", logger=status_queue.log.name)
+
+    failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+    failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+    failures.succeeded()
+    failures.succeeded()
+
+    messages = [record.getMessage() for record in applier_records(caplog)]
+    assert messages[-1] == "Status events applied again after 2 failed attempt(s)."
+    assert len(messages) == 2
+
+
+def test_failures_after_recovery_logged_again(caplog):
+    failures = status_queue.FailureLog(every=60, clock=FakeClock())
+    caplog.set_level("WARNING", logger=status_queue.log.name)
+
+    failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+    failures.succeeded()
+    failures.failed(status_queue.ApplyingFailed("All 1 status events failed."))
+
+    records = applier_records(caplog)
+    assert len(records) == 2
+    assert "1 failed attempt(s)" in records[1].getMessage()
