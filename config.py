@@ -81,7 +81,7 @@ def load(overrides=None):
         # API responses kept for replay to retries with the same Idempotency-Key.
         "PAWPOST_IDEMPOTENCY_KEY_HOURS": _int("IDEMPOTENCY_KEY_HOURS", 48),
         # Provider calls in flight at once in one worker process, and texts per batch send job.
-        "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 50),
+        "PAWPOST_SEND_CONCURRENCY": _int("SEND_CONCURRENCY", 64),
         # On, a status callback returns 200 once its event is queued in Redis, and the workers apply
         # the events in batches. Off, each callback is applied before it returns.
         "PAWPOST_QUEUE_STATUS_EVENTS": _bool("QUEUE_STATUS_EVENTS", True),
