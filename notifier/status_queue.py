@@ -57,6 +57,8 @@ CLAIM_EVERY_SECONDS = 10
 LINGER_SECONDS = 0.02
 # A consumer with nothing pending and idle this long belonged to a stopped worker.
 FORGET_CONSUMER_MS = 24 * 3600 * 1000
+# The SQLSTATE of a write in a read-only transaction.
+READ_ONLY_SQLSTATE = "25006"
 # While applying keeps failing, the applier retries each second and logs it at most this often.
 FAILURE_LOG_EVERY_SECONDS = 60
 
@@ -133,8 +135,9 @@ def apply_entries(entries):
 
     One transaction applies the batch. When it fails, each event is applied on its own. An event
     that fails while others of the pass apply is set aside, so it cannot hold up the rest. When
-    every event fails, or the database is unreachable, nothing is set aside: the events stay
-    pending and the applier tries again (``ApplyingFailed`` or the database error is raised).
+    every event fails, or the database is unreachable or read-only, nothing is set aside: the
+    events stay pending and the applier tries again (``ApplyingFailed`` or the database error is
+    raised).
     """
     if not entries:
         return 0
@@ -148,27 +151,32 @@ def apply_entries(entries):
         return 0
     try:
         followups, moved_rows = _apply_batch(events)
-    except OperationalError:
-        db.session.rollback()
-        raise
     except Exception as exc:
         db.session.rollback()
-        log.warning("A batch of %s status events failed (%s); applying them one by one.", len(events), _error_name(exc))
-        return _apply_one_by_one(events)
+        if _database_at_fault(exc):
+            raise
+        return _apply_one_by_one(events, exc)
     _after_commit(followups, moved_rows, [queued.entry_id for queued in events])
     return len(events)
 
 
-def _apply_one_by_one(events):
+def _database_at_fault(exc):
+    """Return True when ``exc`` shows the database, not the event, is at fault: unreachable or read-only."""
+    if isinstance(exc, OperationalError):
+        return True
+    # SQLSTATE 25006: a read-only transaction, as on a standby or a database set read-only.
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == READ_ONLY_SQLSTATE
+
+
+def _apply_one_by_one(events, batch_error):
     applied, failed = 0, []
     for queued in events:
         try:
             followups, moved_rows = _apply_batch([queued])
-        except OperationalError:
-            db.session.rollback()
-            raise
         except Exception as exc:
             db.session.rollback()
+            if _database_at_fault(exc):
+                raise
             failed.append((queued, exc))
             continue
         _after_commit(followups, moved_rows, [queued.entry_id])
@@ -176,6 +184,12 @@ def _apply_one_by_one(events):
     if failed and not applied:
         queued, exc = failed[-1]
         raise ApplyingFailed(f"All {len(failed)} status events failed, the last with {_error_name(exc)}; they stay queued.")
+    if failed:
+        # Logged only when some events applied: when none do, the applier's FailureLog reports it.
+        log.warning(
+            "A batch of %s status events failed (%s): %s applied one by one, %s set aside.",
+            len(events), _error_name(batch_error), applied, len(failed),
+        )
     for queued, exc in failed:
         # Only the exception's class: database errors quote the statement's values, phone numbers included.
         log.error("Status event %s of clinic %s could not be applied (%s).", queued.entry_id, queued.clinic_id, _error_name(exc))

@@ -8,7 +8,7 @@ import pytest
 import redis
 import requests
 from prometheus_client import REGISTRY
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conftest import start_worker_process, wait_for
 from helpers import count, delivery, outbound_sms, provider_events
@@ -309,8 +309,11 @@ def test_read_only_database_sets_nothing_aside(app, sms):
     read_only = app.config["SQLALCHEMY_DATABASE_URI"] + "?options=-c%20default_transaction_read_only%3Don"
     other = create_app({**_settings(app), "SQLALCHEMY_DATABASE_URI": read_only})
 
-    with other.app_context(), pytest.raises(status_queue.ApplyingFailed):
+    # The database is at fault, so the events are not tried one by one.
+    with other.app_context(), pytest.raises(DBAPIError) as raised:
         status_queue.read_and_apply("read-only")
+
+    assert raised.value.orig.sqlstate == status_queue.READ_ONLY_SQLSTATE
 
     assert stream_entries(status_queue.FAILED_STREAM) == []
     assert delivery(sms.message_id, "sms").status == "accepted"
