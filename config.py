@@ -21,6 +21,9 @@ BOUNDED_SETTINGS = {
     "CALLBACK_CREDENTIALS_SECONDS": (0, None),
 }
 ENVIRONMENTS = ("development", "test", "production")
+# The smallest request limit that lets a pet parent reply with a full-size photo (5 MB) and its
+# text, CSRF token and multipart headers.
+MIN_UPLOAD_BYTES = 5 * 1024 * 1024 + 64 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -160,6 +163,12 @@ def load(overrides=None):
         if value < low or (high is not None and value > high):
             allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise ConfigError(f"{PREFIX}{name}={value!r} is out of range. Use a number {allowed}.")
+    upload_limit = settings["MAX_CONTENT_LENGTH"]
+    if upload_limit is not None and upload_limit < MIN_UPLOAD_BYTES:
+        raise ConfigError(
+            f"{PREFIX}MAX_UPLOAD_BYTES={upload_limit!r} is too small for a reply with a 5 MB photo. "
+            f"Use a number of at least {MIN_UPLOAD_BYTES}."
+        )
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))
     # Rate-limit counters live in the same Redis as the queues, so every web process shares them.

@@ -36,9 +36,10 @@ def create_app(overrides=None):
     login_manager.init_app(app)
     csrf.init_app(app)
 
-    from portal import admin, api, auth, commands, errors, migrate, ops, petportal, security, webhooks
+    from portal import admin, api, auth, commands, errors, inputs, migrate, ops, petportal, security, webhooks
 
     security.init_app(app)
+    inputs.init_app(app)
     app.session_interface = webhooks.BrowserSessionInterface()
     auth.init_app(app)
     for blueprint in (petportal.bp, admin.bp, webhooks.bp, api.bp, ops.bp):

@@ -16,8 +16,19 @@ class StaffLoginForm(FlaskForm):
     remember = BooleanField("Stay signed in")
 
 
+def typed_text(value):
+    """Return a textarea's text as typed: line breaks as one character each, no surrounding blanks.
+
+    Browsers count a line break as one character against ``maxlength`` but post it as CR LF, so
+    a text at the limit would otherwise fail the length check.
+    """
+    if value is None:
+        return None
+    return value.replace("\r\n", "\n").strip()
+
+
 class SendTextForm(FlaskForm):
-    body = TextAreaField("Message", validators=[Length(max=MAX_BODY_CHARS)])
+    body = TextAreaField("Message", validators=[Length(max=MAX_BODY_CHARS)], filters=[typed_text])
     attachments = MultipleFileField("Photos or videos")
 
 
@@ -48,7 +59,7 @@ class CodeEntryForm(FlaskForm):
 
 
 class ReplyForm(FlaskForm):
-    body = TextAreaField("Message", validators=[Length(max=MAX_BODY_CHARS)])
+    body = TextAreaField("Message", validators=[Length(max=MAX_BODY_CHARS)], filters=[typed_text])
     photo = FileField("Photo")
 
 

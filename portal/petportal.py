@@ -2,14 +2,15 @@
 
 import logging
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import media
-from portal import MAX_ID, threads
+from notifier.sending import MAX_BODY_CHARS
+from portal import MAX_ID, inputs, threads
 from portal.auth import client_required, sign_out_everywhere
 from portal.extensions import csrf, db
 from portal.forms import ConfirmForm, ConfirmLinkForm, ReplyForm
@@ -24,8 +25,7 @@ bp = Blueprint("portal", __name__)
 PHOTO_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP"}
 PHOTO_TYPE_NAMES = "JPEG, PNG, GIF or WebP"
 PHOTO_MAX_BYTES = media.MAX_MEDIA_BYTES
-# Room for the reply text, the CSRF token and the multipart headers around the photo.
-REPLY_FORM_OVERHEAD_BYTES = 64 * 1024
+REPLY_TOO_LONG = f"Your message is too long. Shorten it to at most {MAX_BODY_CHARS} characters."
 THREAD_PAGE_SIZE = 50
 
 
@@ -104,21 +104,25 @@ def thread(client_id):
 def reply(client_id):
     """Store the pet parent's reply, with at most one photo, as an inbound message in the thread."""
     record = get_thread_or_404(client_id)
-    # A request up to the app's limit is read, so a photo over the photo limit gets its error
-    # beside the text the pet parent typed. Only a larger request is rejected unread.
-    request_limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request_limit is not None:
-        request.max_content_length = max(request_limit, PHOTO_MAX_BYTES + REPLY_FORM_OVERHEAD_BYTES)
+    # The form is read up to the app's request limit (at least a full-size photo and its form, as
+    # config.py checks), so a photo over the photo limit gets its error beside the typed text.
     try:
         csrf.protect()
     except RequestEntityTooLarge:
-        return _render_thread(record, error=photo_too_large_text(), status=413)
+        limit = request.max_content_length
+        if limit is not None and (request.content_length is None or request.content_length > limit):
+            return _render_thread(record, error=photo_too_large_text(), status=413)
+        # Within the request limit, so a text field passed the form's own limit on field sizes.
+        return _render_thread(record, error=REPLY_TOO_LONG, status=413)
+    nul_field = inputs.nul_field(request.form)
+    if nul_field is not None:
+        return _render_thread(record, error=inputs.nul_message(nul_field), status=400)
 
     form = ReplyForm()
     body = (form.body.data or "").strip()
     upload = form.photo.data if form.photo.data and form.photo.data.filename else None
     if not form.validate():
-        return _render_thread(record, form.body.data, "Your message is too long. Shorten it to at most 1600 characters.", 400)
+        return _render_thread(record, form.body.data, REPLY_TOO_LONG, 400)
     if not body and upload is None:
         return _render_thread(record, form.body.data, "Write a message or add a photo, then press Send.", 400)
 

@@ -5,6 +5,7 @@ import io
 import pytest
 import requests
 
+import config
 from helpers import count, csrf_token
 from notifier import media
 from portal.extensions import db
@@ -148,6 +149,15 @@ def test_body_over_request_limit_413(app, client, parent):
     assert count(Message, Message.direction == "inbound") == 0
 
 
+def test_huge_text_field_413_says_too_long(client, parent):
+    # Within the request limit, but over the form's limit on a text field's size.
+    response = reply(client, parent, body="x" * 600_000)
+
+    assert response.status_code == 413
+    assert b"Shorten it to at most 1600 characters" in response.data
+    assert count(Message, Message.direction == "inbound") == 0
+
+
 def test_empty_photo_rejected(client, parent):
     response = reply(client, parent, body="", photo=b"")
 
@@ -174,8 +184,8 @@ def test_long_reply_rejected(client, parent):
     ("body", "shown"),
     [
         ("x" * 1601, "x" * 1601),
-        # A leading newline survives the browser dropping the first one after <textarea>.
-        ("\n" + "y" * 1600, "\n" + "y" * 1600),
+        # Blank lines around the text go, as they do when a reply is stored.
+        ("\n" + "y" * 1601 + "\n", "y" * 1601),
         ("<b>Rex</b> " + "z" * 1600, "&lt;b&gt;Rex&lt;/b&gt; " + "z" * 1600),
     ],
 )
@@ -185,6 +195,16 @@ def test_rejected_reply_keeps_text(client, parent, body, shown):
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert f'aria-describedby="reply-error">\n{shown}</textarea>' in html
+
+
+def test_browser_line_breaks_count_once(client, parent):
+    # Browsers post each line break of a textarea as CR LF but count it as one character.
+    body = "Rex ate.\r\n" * 10 + "y" * 1510
+
+    response = reply(client, parent, body=body)
+
+    assert response.status_code == 302
+    assert replies()[0].body == ("Rex ate.\n" * 10 + "y" * 1510)
 
 
 def test_reply_without_csrf_400(client, parent):
@@ -231,3 +251,19 @@ def test_reply_form_states_limit(client, parent):
     assert 'enctype="multipart/form-data"' in html
     assert "One photo (JPEG, PNG, GIF or WebP) of at most 5 MB." in html
     assert 'accept="image/*"' in html
+
+
+@pytest.mark.parametrize("value", ["0", "-1", str(PHOTO_LIMIT)])
+def test_upload_limit_below_reply_refused(monkeypatch, value):
+    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", value)
+
+    with pytest.raises(config.ConfigError, match=f"PAWPOST_MAX_UPLOAD_BYTES={value} is too small"):
+        config.load({"PAWPOST_ENV": "development"})
+
+
+def test_upload_limit_at_reply_minimum_accepted(monkeypatch):
+    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", str(config.MIN_UPLOAD_BYTES))
+
+    settings = config.load({"PAWPOST_ENV": "development"})
+
+    assert settings["MAX_CONTENT_LENGTH"] == config.MIN_UPLOAD_BYTES

@@ -5,13 +5,24 @@ The OpenAPI document at /api/v1/openapi.json describes every endpoint.
 
 from flask import Blueprint
 
+from portal import inputs
 from portal.api import auth, errors
+from portal.api.errors import ApiError
 from portal.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 errors.init_app(bp)
 bp.before_request(auth.check_rate_limit)
+
+
+@bp.before_request
+def reject_nul_characters():
+    """Refuse a request whose query, form or JSON text contains a NUL, naming the field."""
+    field = inputs.submitted_nul_field(include_json=True)
+    if field is not None:
+        raise ApiError(400, "invalid_field", inputs.nul_message(field), field)
+
 
 # Imported last: these modules add their routes to ``bp``.
 from portal.api import batch, clients, messages, openapi, reports  # noqa: E402,F401

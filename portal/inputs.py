@@ -1,0 +1,66 @@
+"""Refuse submitted text with a NUL character, which PostgreSQL cannot store in any text column.
+
+A browser never sends one from what a person typed, so a form or API request that carries one is
+refused with a 400 that names the field, before a view reads it. Provider webhooks are left to
+their own checks: they return 200 and set such an event aside, so the provider does not retry it.
+"""
+
+from flask import abort, request
+
+NUL = "\x00"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def nul_field(value, name=""):
+    """Return the name of the first field of ``value`` whose name or text contains a NUL, or None.
+
+    ``value`` is a string, a list, a dict (as parsed JSON) or a MultiDict. Nested fields are named
+    as ``messages[0].body``.
+    """
+    if isinstance(value, str):
+        return name or "value" if NUL in value else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_field(item, f"{name}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict) or hasattr(value, "items"):
+        pairs = value.items(multi=True) if hasattr(value, "getlist") else value.items()
+        for key, item in pairs:
+            key_text = str(key)
+            field = f"{name}.{key_text}" if name else key_text
+            if NUL in key_text:
+                return field
+            found = nul_field(item, field)
+            if found:
+                return found
+    return None
+
+
+def submitted_nul_field(include_json=False):
+    """Return the first field of this request's query, form or (with ``include_json``) JSON with a NUL."""
+    found = nul_field(request.args)
+    if found is None and request.method != "GET" and request.mimetype in FORM_TYPES:
+        found = nul_field(request.form)
+    if found is None and include_json and request.mimetype == "application/json":
+        found = nul_field(request.get_json(silent=True))
+    return found
+
+
+def nul_message(field):
+    return f"'{field}' contains a NUL character (\\u0000), which Pawpost cannot store. Remove it and send again."
+
+
+def init_app(app):
+    """Refuse browser form posts with a NUL character; the API and webhooks check their own requests."""
+
+    @app.before_request
+    def reject_nul_in_forms():
+        # The reply view reads its form itself, to show the error of an oversized one on the thread page.
+        if request.blueprint in ("api", "webhooks") or request.endpoint == "portal.reply":
+            return None
+        field = submitted_nul_field()
+        if field is not None:
+            abort(400, nul_message(field))
+        return None

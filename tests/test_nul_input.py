@@ -1,0 +1,67 @@
+"""Text with a NUL character, which PostgreSQL cannot store: a 400 that names the field, and nothing stored."""
+
+import pytest
+
+from helpers import bearer, count
+from portal.models import Client, Message
+from portal_helpers import page_token, portal_message, sign_in
+
+MOBILE = "+15551230002"
+
+
+@pytest.fixture
+def clinic(factory):
+    return factory.clinic("twilio", name="Happy Paws Clinic")
+
+
+@pytest.fixture
+def token(factory, clinic):
+    return factory.api_token(clinic)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/api/v1/messages", {"to": MOBILE, "body": "Rex\u0000 is ready."}, "body"),
+        ("/api/v1/messages/batch", {"messages": [{"to": MOBILE, "body": "Rex\u0000 is ready."}]}, "messages[0].body"),
+        ("/api/v1/messages", {"to": MOBILE + "\u0000", "body": "Rex is ready."}, "to"),
+    ],
+    ids=["send_body", "batch_body", "send_to"],
+)
+def test_api_nul_refused(client, token, path, payload, field):
+    response = client.post(path, json=payload, headers=bearer(token))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    assert "NUL character" in response.get_json()["error"]["message"]
+    assert count(Message) == 0
+
+
+def test_api_client_upsert_nul_refused(client, token):
+    response = client.put("/api/v1/clients/pims-1", json={"name": "Pat\u0000", "numbers": []}, headers=bearer(token))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "name"
+    assert count(Client) == 0
+
+
+def test_staff_login_nul_refused(client):
+    data = {"csrf_token": page_token(client, "/admin/login"), "email": "sam\u0000@happypaws.example", "password": "x"}
+
+    response = client.post("/admin/login", data=data)
+
+    assert response.status_code == 400
+    assert b"email&#39; contains a NUL character" in response.data
+
+
+def test_portal_reply_nul_refused(client, factory, clinic):
+    record = factory.client(clinic, MOBILE)
+    portal_message(clinic, record)
+    sign_in(client, record.id)
+    data = {"csrf_token": page_token(client, f"/inbox/threads/{record.id}"), "body": "Rex\u0000 ate."}
+
+    response = client.post(f"/inbox/threads/{record.id}/messages", data=data, content_type="multipart/form-data")
+
+    assert response.status_code == 400
+    assert b"body&#39; contains a NUL character" in response.data
+    assert count(Message, Message.direction == "inbound") == 0
