@@ -171,14 +171,18 @@ def _watch(children):
 
 
 def _stop(children):
-    for _name, process in reversed(children):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for _name, process in reversed(children):
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    # Redis stops last: the worker and the web process use it until they have exited.
+    users = [(name, process) for name, process in reversed(children) if name != "redis"]
+    redis_servers = [(name, process) for name, process in children if name == "redis"]
+    for group in (users, redis_servers):
+        for _name, process in group:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _name, process in group:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 if __name__ == "__main__":
