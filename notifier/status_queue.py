@@ -37,6 +37,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from notifier import metrics, queues
+from notifier.failures import FailureLog, error_name
 from notifier.status import Move, StatusEvent, apply_in_session, can_move_in_one_statement, map_status, move_in_one_statement
 from portal.extensions import db
 from portal.models import FINAL_RANK, STATUS_RANK, utcnow
@@ -59,8 +60,6 @@ LINGER_SECONDS = 0.02
 FORGET_CONSUMER_MS = 24 * 3600 * 1000
 # The SQLSTATE of a write in a read-only transaction.
 READ_ONLY_SQLSTATE = "25006"
-# While applying keeps failing, the applier retries each second and logs it at most this often.
-FAILURE_LOG_EVERY_SECONDS = 60
 
 
 def enabled():
@@ -183,23 +182,18 @@ def _apply_one_by_one(events, batch_error):
         applied += 1
     if failed and not applied:
         queued, exc = failed[-1]
-        raise ApplyingFailed(f"All {len(failed)} status events failed, the last with {_error_name(exc)}; they stay queued.")
+        raise ApplyingFailed(f"All {len(failed)} status events failed, the last with {error_name(exc)}; they stay queued.")
     if failed:
         # Logged only when some events applied: when none do, the applier's FailureLog reports it.
         log.warning(
             "A batch of %s status events failed (%s): %s applied one by one, %s set aside.",
-            len(events), _error_name(batch_error), applied, len(failed),
+            len(events), error_name(batch_error), applied, len(failed),
         )
     for queued, exc in failed:
         # Only the exception's class: database errors quote the statement's values, phone numbers included.
-        log.error("Status event %s of clinic %s could not be applied (%s).", queued.entry_id, queued.clinic_id, _error_name(exc))
+        log.error("Status event %s of clinic %s could not be applied (%s).", queued.entry_id, queued.clinic_id, error_name(exc))
         _set_aside(queued.entry_id, {b"event": _encode(queued.clinic_id, queued.event, queued.received_at.isoformat())}, "applying it failed")
     return applied
-
-
-def _error_name(exc):
-    cause = getattr(exc, "orig", None)
-    return f"{type(exc).__name__}: {type(cause).__name__}" if cause is not None else type(exc).__name__
 
 
 def _after_commit(followups, moved_rows, entry_ids):
@@ -398,43 +392,6 @@ def consumer_name():
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class FailureLog:
-    """Log an applier's failures when they start, then at most every ``every`` seconds, and the recovery.
-
-    An event that fails alone stays queued until another event applies beside it, and a database
-    outage can last hours. Retrying each second keeps recovery quick, and this keeps the log to
-    one line a minute meanwhile.
-    """
-
-    def __init__(self, every=FAILURE_LOG_EVERY_SECONDS, clock=time.monotonic):
-        self.every = every
-        self.clock = clock
-        self.failures = 0
-        self.next_log = 0.0
-
-    def failed(self, exc, expected=True):
-        """Count a failed pass and log it if it is the first or the last line is ``every`` seconds old."""
-        self.failures += 1
-        now = self.clock()
-        if self.failures > 1 and now < self.next_log:
-            return
-        self.next_log = now + self.every
-        if expected:
-            # Redis or the database is unreachable or failing: the events wait in the stream.
-            log.warning(
-                "Status events not applied (%s), %s failed attempt(s) so far; trying again each second.",
-                _error_name(exc), self.failures,
-            )
-        else:
-            log.exception("Status event applier failed, %s failed attempt(s) so far; trying again each second.", self.failures)
-
-    def succeeded(self):
-        """Log the recovery after failed passes, and start counting again."""
-        if self.failures:
-            log.info("Status events applied again after %s failed attempt(s).", self.failures)
-        self.failures = 0
-
-
 def start_applier(app, block_ms=1000):
     """Apply queued status events on a daemon thread of this process until the returned event is set."""
     stop = threading.Event()
@@ -443,7 +400,9 @@ def start_applier(app, block_ms=1000):
     def loop():
         next_claim = 0.0
         pending = True
-        failures = FailureLog()
+        # An event that fails alone stays queued until another applies beside it, and an outage
+        # can last hours: the applier retries each second but logs at most once a minute.
+        failures = FailureLog(log, "Applying status events", "each second")
         while not stop.is_set():
             with app.app_context():
                 try:
@@ -458,6 +417,7 @@ def start_applier(app, block_ms=1000):
                     if 0 < read < BATCH_SIZE:
                         stop.wait(LINGER_SECONDS)
                 except (redis.exceptions.RedisError, DBAPIError, ApplyingFailed) as exc:
+                    # Redis or the database is unreachable or failing: the events wait in the stream.
                     failures.failed(exc)
                     pending = True
                     stop.wait(1)

@@ -6,6 +6,7 @@ import threading
 from rq import SimpleWorker
 
 from notifier import queues
+from notifier.failures import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,17 @@ def start_reconciler(app, interval_seconds):
     stop = threading.Event()
 
     def loop():
+        failures = FailureLog(log, "Reconciling", f"in {interval_seconds} s")
         while not stop.wait(interval_seconds):
             with app.app_context():
                 try:
                     if take_turn(interval_seconds):
                         run_all()
-                except Exception:
-                    # The loop must outlive one bad pass; the traceback goes to the log.
-                    log.exception("Reconciler pass failed; trying again in %s s.", interval_seconds)
+                    failures.succeeded()
+                except Exception as exc:
+                    # The loop must outlive one bad pass. The first failure's traceback goes to the
+                    # log, and then a line at most once a minute while passes keep failing.
+                    failures.failed(exc, expected=False)
 
     threading.Thread(target=loop, name="reconciler", daemon=True).start()
     return stop
