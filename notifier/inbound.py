@@ -9,6 +9,7 @@ from notifier import keywords, policy
 from notifier.phone import InvalidPhoneNumber, normalize
 from notifier.sending import find_or_create_client
 from portal.extensions import db
+from portal.inputs import without_nul
 from portal.models import Attachment, Clinic, Message, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ def store_inbound(clinic, provider, provider_message_id, from_number, body, medi
     A repeated webhook for the same provider message id is logged and stores nothing twice, and a
     message from one of Pawpost's own sender numbers is never taken as a client's reply.
     """
+    # PostgreSQL cannot store a NUL, and refusing the webhook would only make the provider retry it.
+    provider_message_id, from_number, body = (without_nul(value) for value in (provider_message_id, from_number, body))
+    media_urls = [without_nul(url) for url in media_urls]
     outcome, message = _check_sender(from_number, clinic), None
     if outcome is None:
         message = _new_message(clinic, provider_message_id, from_number, body, media_urls)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from notifier import metrics, policy, stats
 from notifier.classify import classify
 from portal.extensions import db
+from portal.inputs import without_nul
 from portal.logging import log_context
 from portal.models import (
     FAILED_STATUSES,
@@ -68,6 +69,11 @@ class StatusEvent:
     delivery_id: int | None
     attempt: int | None
     payload: dict
+
+    def __post_init__(self):
+        # PostgreSQL cannot store a NUL, and refusing the callback would only make the provider retry it.
+        for name in ("provider_status", "provider_message_id", "error_code"):
+            object.__setattr__(self, name, without_nul(getattr(self, name)))
 
 
 @dataclass(frozen=True)

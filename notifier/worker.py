@@ -3,7 +3,9 @@
 import logging
 import threading
 
+import redis
 from rq import SimpleWorker
+from sqlalchemy.exc import DBAPIError
 
 from notifier import queues
 from notifier.failures import FailureLog
@@ -62,7 +64,10 @@ def start_reconciler(app, interval_seconds):
                 try:
                     if take_turn(interval_seconds):
                         run_all()
-                    failures.succeeded()
+                        failures.succeeded()
+                except (redis.exceptions.RedisError, DBAPIError) as exc:
+                    # Redis or the database is unreachable or failing: the next pass tries again.
+                    failures.failed(exc)
                 except Exception as exc:
                     # The loop must outlive one bad pass. The first failure's traceback goes to the
                     # log, and then a line at most once a minute while passes keep failing.

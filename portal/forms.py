@@ -24,7 +24,7 @@ def typed_text(value):
     """
     if value is None:
         return None
-    return value.replace("\r\n", "\n").strip()
+    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 class SendTextForm(FlaskForm):

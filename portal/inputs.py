@@ -8,6 +8,8 @@ their own checks: they return 200 and set such an event aside, so the provider d
 from flask import abort, request
 
 NUL = "\x00"
+# The stand-in for a NUL in a provider's text, so the text can be stored.
+REPLACEMENT = "\ufffd"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -38,9 +40,19 @@ def nul_field(value, name=""):
     return None
 
 
+def without_nul(value):
+    """Return ``value`` with each NUL replaced by U+FFFD when it is a string, else unchanged.
+
+    Providers' webhooks use it: a request cannot be refused there without the provider retrying it.
+    """
+    if isinstance(value, str) and NUL in value:
+        return value.replace(NUL, REPLACEMENT)
+    return value
+
+
 def submitted_nul_field(include_json=False):
-    """Return the first field of this request's query, form or (with ``include_json``) JSON with a NUL."""
-    found = nul_field(request.args)
+    """Return the first field of this request's path, query, form or (with ``include_json``) JSON with a NUL."""
+    found = nul_field(request.view_args or {}) or nul_field(request.args)
     if found is None and request.method != "GET" and request.mimetype in FORM_TYPES:
         found = nul_field(request.form)
     if found is None and include_json and request.mimetype == "application/json":
@@ -53,14 +65,14 @@ def nul_message(field):
 
 
 def init_app(app):
-    """Refuse browser form posts with a NUL character; the API and webhooks check their own requests."""
+    """Refuse browser requests with a NUL character; the API and webhooks check their own requests."""
 
     @app.before_request
     def reject_nul_in_forms():
         # The reply view reads its form itself, to show the error of an oversized one on the thread page.
         if request.blueprint in ("api", "webhooks") or request.endpoint == "portal.reply":
             return None
-        field = submitted_nul_field()
+        field = submitted_nul_field(include_json=True)
         if field is not None:
             abort(400, nul_message(field))
         return None

@@ -1,6 +1,7 @@
 """FailureLog: a retrying loop's failures logged when they start, at most once a minute, and its recovery."""
 
 import logging
+import time
 
 import pytest
 
@@ -96,3 +97,34 @@ def test_message_names_error_class_not_text(records):
 
     assert "+1555" not in records()[0].getMessage()
     assert "(ValueError)" in records()[0].getMessage()
+
+
+def test_reconciler_recovery_only_after_own_pass(app, monkeypatch, caplog):
+    from notifier import reconcile, worker
+
+    turns = iter([RuntimeError("database gone"), False, False, True])
+    passes = []
+
+    def take_turn(_interval):
+        turn = next(turns, False)
+        if isinstance(turn, Exception):
+            raise turn
+        return turn
+
+    monkeypatch.setattr(reconcile, "take_turn", take_turn)
+    monkeypatch.setattr(reconcile, "run_all", lambda: passes.append(1))
+    caplog.set_level("INFO", logger=worker.log.name)
+
+    stop = worker.start_reconciler(app, 0.02)
+    wait_until = time.monotonic() + 5
+    while not passes and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    stop.set()
+
+    messages = [record.getMessage() for record in caplog.records if record.name == worker.log.name]
+    assert passes == [1]
+    assert messages == [
+        "Reconciling failed (RuntimeError), 1 failed attempt(s) so far; trying again in 0.02 s.",
+        "Reconciling works again after 1 failed attempt(s).",
+    ]

@@ -3,8 +3,11 @@
 import pytest
 
 from helpers import bearer, count
+from notifier.status import StatusEvent
 from portal.models import Client, Message
 from portal_helpers import page_token, portal_message, sign_in
+from provider_stubs import post_bandwidth_events
+from test_inbound import inbound_event, inbound_messages
 
 MOBILE = "+15551230002"
 
@@ -65,3 +68,39 @@ def test_portal_reply_nul_refused(client, factory, clinic):
     assert response.status_code == 400
     assert b"body&#39; contains a NUL character" in response.data
     assert count(Message, Message.direction == "inbound") == 0
+
+
+def test_api_path_nul_refused(client, token):
+    response = client.get("/api/v1/clients/pims%00one", headers=bearer(token))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "pims_id"
+
+
+def test_portal_json_nul_refused(client, factory, clinic):
+    record = factory.client(clinic, MOBILE)
+    portal_message(clinic, record)
+    sign_in(client, record.id)
+    token = page_token(client, "/preferences")
+
+    response = client.post(
+        "/push/subscriptions/delete", json={"endpoint": "https://push.example.com/a\u0000"}, headers={"X-CSRFToken": token}
+    )
+
+    assert response.status_code == 400
+
+
+def test_bandwidth_inbound_nul_stored_replaced(client, factory):
+    clinic = factory.clinic("bandwidth")
+
+    response = post_bandwidth_events(client, clinic, [inbound_event(clinic, "Rex\u0000 ate.", "1741101399000nul")])
+
+    [stored] = inbound_messages()
+    assert response.status_code == 200
+    assert stored.body == "Rex\ufffd ate."
+
+
+def test_status_event_nul_replaced():
+    event = StatusEvent("twilio", "delivered", "SM\u00001", None, None, None, {})
+
+    assert event.provider_message_id == "SM\ufffd1"

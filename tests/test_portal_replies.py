@@ -9,6 +9,7 @@ import config
 from helpers import count, csrf_token
 from notifier import media
 from portal.extensions import db
+from portal.forms import typed_text
 from portal.models import Attachment, Message
 from portal_helpers import page_token, png_image, portal_message, sign_in, staff_browser, video_clip
 
@@ -267,3 +268,12 @@ def test_upload_limit_at_reply_minimum_accepted(monkeypatch):
     settings = config.load({"PAWPOST_ENV": "development"})
 
     assert settings["MAX_CONTENT_LENGTH"] == config.MIN_UPLOAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("a\r\nb", "a\nb"), ("a\rb", "a\nb"), ("a\r\r\nb", "a\n\nb"), ("a\n\rb", "a\n\nb"), ("\n\r x \r\n", "x"), (None, None)],
+    ids=["crlf", "lone_cr", "cr_crlf", "lf_cr", "blank_around", "missing"],
+)
+def test_typed_text_line_breaks(typed, stored):
+    assert typed_text(typed) == stored
