@@ -41,7 +41,9 @@ def _int(name, default):
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a whole number.") from None
+        raise ConfigError(
+            f"{PREFIX}{name}={raw!r} is invalid: it must be a whole number such as {default}. Set it to one or unset it."
+        ) from None
 
 
 def _bool(name, default):

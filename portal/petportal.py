@@ -118,6 +118,9 @@ def reply(client_id):
     if nul_field is not None:
         return _render_thread(record, error=inputs.nul_message(nul_field), status=400)
 
+    if len([upload for upload in request.files.getlist("photo") if upload.filename]) > 1:
+        return _render_thread(record, request.form.get("body"), "Attach one photo at most, then press Send.", 400)
+
     form = ReplyForm()
     body = (form.body.data or "").strip()
     upload = form.photo.data if form.photo.data and form.photo.data.filename else None

@@ -277,3 +277,26 @@ def test_upload_limit_at_reply_minimum_accepted(monkeypatch):
 )
 def test_typed_text_line_breaks(typed, stored):
     assert typed_text(typed) == stored
+
+
+def test_two_photos_rejected(client, parent):
+    data = {
+        "csrf_token": page_token(client, f"/inbox/threads/{parent.id}"),
+        "body": "Two views of Rex.",
+        "photo": [(io.BytesIO(png_image()), "rex.png"), (io.BytesIO(png_image()), "rex2.png")],
+    }
+
+    response = client.post(f"/inbox/threads/{parent.id}/messages", data=data, content_type="multipart/form-data")
+
+    assert response.status_code == 400
+    assert b"Attach one photo at most" in response.data
+    assert b"Two views of Rex.</textarea>" in response.data
+    assert count(Message, Message.direction == "inbound") == 0
+
+
+@pytest.mark.parametrize("value", ["", "abc", "5e6"])
+def test_upload_limit_not_a_number_refused(monkeypatch, value):
+    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", value)
+
+    with pytest.raises(config.ConfigError, match="must be a whole number such as 12582912"):
+        config.load({"PAWPOST_ENV": "development"})
