@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 
 def build(kind, database_url, redis_url):
-    """Import and connect what a ``kind`` process of the fixed stack holds; return the objects it made."""
+    """Import and connect what a ``kind`` process of the fixed stack loads; return the objects it made."""
     app = flask.Flask("stack_floor")
     app.config.update(SQLALCHEMY_DATABASE_URI=database_url, SECRET_KEY="stack-floor")
     db = flask_sqlalchemy.SQLAlchemy(app)

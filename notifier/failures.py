@@ -56,5 +56,5 @@ class FailureLog:
     def succeeded(self):
         """Log the recovery after failed attempts, and start counting again."""
         if self.failures:
-            self.logger.info("%s works again after %s failed attempt(s).", self.task, self.failures)
+            self.logger.info("%s succeeded again after %s failed attempt(s).", self.task, self.failures)
         self.failures = 0

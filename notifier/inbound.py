@@ -24,7 +24,7 @@ def store_inbound(clinic, provider, provider_message_id, from_number, body, medi
     A repeated webhook for the same provider message id is logged and stores nothing twice, and a
     message from one of Pawpost's own sender numbers is never taken as a client's reply.
     """
-    # PostgreSQL cannot store a NUL, and refusing the webhook would only make the provider retry it.
+    # PostgreSQL cannot store a NUL, and a rejected webhook would only be retried by the provider.
     provider_message_id, from_number, body = (without_nul(value) for value in (provider_message_id, from_number, body))
     media_urls = [without_nul(url) for url in media_urls]
     outcome, message = _check_sender(from_number, clinic), None

@@ -71,7 +71,7 @@ class StatusEvent:
     payload: dict
 
     def __post_init__(self):
-        # PostgreSQL cannot store a NUL, and refusing the callback would only make the provider retry it.
+        # PostgreSQL cannot store a NUL, and a rejected callback would only be retried by the provider.
         for name in ("provider_status", "provider_message_id", "error_code"):
             object.__setattr__(self, name, without_nul(getattr(self, name)))
 

@@ -163,7 +163,7 @@ def _database_at_fault(exc):
     """Return True when ``exc`` shows the database, not the event, is at fault: unreachable or read-only."""
     if isinstance(exc, OperationalError):
         return True
-    # SQLSTATE 25006: a read-only transaction, as on a standby or a database set read-only.
+    # A standby, or a database set read-only.
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == READ_ONLY_SQLSTATE
 
 

@@ -69,8 +69,8 @@ def start_reconciler(app, interval_seconds):
                     # Redis or the database is unreachable or failing: the next pass tries again.
                     failures.failed(exc)
                 except Exception as exc:
-                    # The loop must outlive one bad pass. The first failure's traceback goes to the
-                    # log, and then a line at most once a minute while passes keep failing.
+                    # The loop must outlive one bad pass. FailureLog logs the first failure's
+                    # traceback, then a line at most once a minute while passes keep failing.
                     failures.failed(exc, expected=False)
 
     threading.Thread(target=loop, name="reconciler", daemon=True).start()

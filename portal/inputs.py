@@ -1,8 +1,8 @@
-"""Refuse submitted text with a NUL character, which PostgreSQL cannot store in any text column.
+"""Reject submitted text with a NUL character, which PostgreSQL cannot store in any text column.
 
-A browser never sends one from what a person typed, so a form or API request that carries one is
-refused with a 400 that names the field, before a view reads it. Provider webhooks are left to
-their own checks: they return 200 and set such an event aside, so the provider does not retry it.
+A person cannot type one into a form, so a form or API request that contains one gets a 400 that
+names the field, before a view reads it. Provider webhooks are not rejected, because the provider
+would retry them: their texts are stored with each NUL replaced by U+FFFD (``without_nul``).
 """
 
 from flask import abort, request
@@ -20,14 +20,15 @@ def nul_field(value, name=""):
     as ``messages[0].body``.
     """
     if isinstance(value, str):
-        return name or "value" if NUL in value else None
+        return (name or "value") if NUL in value else None
     if isinstance(value, list):
         for index, item in enumerate(value):
             found = nul_field(item, f"{name}[{index}]")
             if found:
                 return found
         return None
-    if isinstance(value, dict) or hasattr(value, "items"):
+    if hasattr(value, "items"):
+        # A MultiDict lists every value of a repeated field only with multi=True.
         pairs = value.items(multi=True) if hasattr(value, "getlist") else value.items()
         for key, item in pairs:
             key_text = str(key)
@@ -43,7 +44,7 @@ def nul_field(value, name=""):
 def without_nul(value):
     """Return ``value`` with each NUL replaced by U+FFFD when it is a string, else unchanged.
 
-    Providers' webhooks use it: a request cannot be refused there without the provider retrying it.
+    Webhook handling uses it, because a rejected webhook would be retried by the provider.
     """
     if isinstance(value, str) and NUL in value:
         return value.replace(NUL, REPLACEMENT)
@@ -61,11 +62,12 @@ def submitted_nul_field(include_json=False):
 
 
 def nul_message(field):
+    """Return the error message for a NUL in ``field``, with the fix."""
     return f"'{field}' contains a NUL character (\\u0000), which Pawpost cannot store. Remove it and send again."
 
 
 def init_app(app):
-    """Refuse browser requests with a NUL character; the API and webhooks check their own requests."""
+    """Reject browser requests with a NUL character. The API and webhooks handle their own requests."""
 
     @app.before_request
     def reject_nul_in_forms():

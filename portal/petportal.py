@@ -114,7 +114,7 @@ def reply(client_id):
             return _render_thread(record, error=photo_too_large_text(), status=413)
         # Within the request limit, so a text field passed the form's own limit on field sizes.
         return _render_thread(record, error=REPLY_TOO_LONG, status=413)
-    nul_field = inputs.nul_field(request.form)
+    nul_field = inputs.submitted_nul_field()
     if nul_field is not None:
         return _render_thread(record, error=inputs.nul_message(nul_field), status=400)
 

@@ -57,7 +57,7 @@ def test_recovery_logged_once(records):
     failures.succeeded()
 
     messages = [record.getMessage() for record in records()]
-    assert messages[-1] == "Applying status events works again after 2 failed attempt(s)."
+    assert messages[-1] == "Applying status events succeeded again after 2 failed attempt(s)."
     assert len(messages) == 2
 
 
@@ -126,5 +126,5 @@ def test_reconciler_recovery_only_after_own_pass(app, monkeypatch, caplog):
     assert passes == [1]
     assert messages == [
         "Reconciling failed (RuntimeError), 1 failed attempt(s) so far; trying again in 0.02 s.",
-        "Reconciling works again after 1 failed attempt(s).",
+        "Reconciling succeeded again after 1 failed attempt(s).",
     ]

@@ -31,7 +31,7 @@ def token(factory, clinic):
     ],
     ids=["send_body", "batch_body", "send_to"],
 )
-def test_api_nul_refused(client, token, path, payload, field):
+def test_api_nul_rejected(client, token, path, payload, field):
     response = client.post(path, json=payload, headers=bearer(token))
 
     assert response.status_code == 400
@@ -40,7 +40,7 @@ def test_api_nul_refused(client, token, path, payload, field):
     assert count(Message) == 0
 
 
-def test_api_client_upsert_nul_refused(client, token):
+def test_api_client_upsert_nul_rejected(client, token):
     response = client.put("/api/v1/clients/pims-1", json={"name": "Pat\u0000", "numbers": []}, headers=bearer(token))
 
     assert response.status_code == 400
@@ -48,7 +48,7 @@ def test_api_client_upsert_nul_refused(client, token):
     assert count(Client) == 0
 
 
-def test_staff_login_nul_refused(client):
+def test_staff_login_nul_rejected(client):
     data = {"csrf_token": page_token(client, "/admin/login"), "email": "sam\u0000@happypaws.example", "password": "x"}
 
     response = client.post("/admin/login", data=data)
@@ -57,7 +57,7 @@ def test_staff_login_nul_refused(client):
     assert b"email&#39; contains a NUL character" in response.data
 
 
-def test_portal_reply_nul_refused(client, factory, clinic):
+def test_portal_reply_nul_rejected(client, factory, clinic):
     record = factory.client(clinic, MOBILE)
     portal_message(clinic, record)
     sign_in(client, record.id)
@@ -70,14 +70,14 @@ def test_portal_reply_nul_refused(client, factory, clinic):
     assert count(Message, Message.direction == "inbound") == 0
 
 
-def test_api_path_nul_refused(client, token):
+def test_api_path_nul_rejected(client, token):
     response = client.get("/api/v1/clients/pims%00one", headers=bearer(token))
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "pims_id"
 
 
-def test_portal_json_nul_refused(client, factory, clinic):
+def test_portal_json_nul_rejected(client, factory, clinic):
     record = factory.client(clinic, MOBILE)
     portal_message(clinic, record)
     sign_in(client, record.id)

@@ -150,7 +150,7 @@ def test_body_over_request_limit_413(app, client, parent):
     assert count(Message, Message.direction == "inbound") == 0
 
 
-def test_huge_text_field_413_says_too_long(client, parent):
+def test_huge_text_field_413_too_long(client, parent):
     # Within the request limit, but over the form's limit on a text field's size.
     response = reply(client, parent, body="x" * 600_000)
 
@@ -255,7 +255,7 @@ def test_reply_form_states_limit(client, parent):
 
 
 @pytest.mark.parametrize("value", ["0", "-1", str(PHOTO_LIMIT)])
-def test_upload_limit_below_reply_refused(monkeypatch, value):
+def test_upload_limit_below_reply_rejected(monkeypatch, value):
     monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", value)
 
     with pytest.raises(config.ConfigError, match=f"PAWPOST_MAX_UPLOAD_BYTES={value} is too small"):
@@ -295,7 +295,7 @@ def test_two_photos_rejected(client, parent):
 
 
 @pytest.mark.parametrize("value", ["", "abc", "5e6"])
-def test_upload_limit_not_a_number_refused(monkeypatch, value):
+def test_upload_limit_not_number_rejected(monkeypatch, value):
     monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", value)
 
     with pytest.raises(config.ConfigError, match="must be a whole number such as 12582912"):

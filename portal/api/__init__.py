@@ -18,7 +18,7 @@ bp.before_request(auth.check_rate_limit)
 
 @bp.before_request
 def reject_nul_characters():
-    """Refuse a request whose query, form or JSON text contains a NUL, naming the field."""
+    """Reject a request whose path, query, form or JSON text contains a NUL, naming the field."""
     field = inputs.submitted_nul_field(include_json=True)
     if field is not None:
         raise ApiError(400, "invalid_field", inputs.nul_message(field), field)
