@@ -3,6 +3,8 @@
 The pet parent has a client record at 20 clinics, so ``/inbox`` shows 20 threads, each with its
 newest message, and the first thread contains 20 messages. The baseline is Pawpost's own home page
 for a signed-out visitor: a template rendered by the same app and server without database work.
+The same figures are then taken of the fixed stack alone (bench/stack_floor_apps.py): a signed-in
+page of 20 messages against its own signed-out page.
 """
 
 import re
@@ -10,7 +12,7 @@ import re
 import requests
 from flask_login import login_user
 
-from bench import load, seed
+from bench import environment, load, seed, stack_floor_apps
 from bench.results import Figure
 from portal.extensions import db
 from portal.models import Client
@@ -62,27 +64,61 @@ def run_benchmark(run, web):
     thread = load.run_wrk(thread_url, run.http_seconds, CONNECTIONS, script_args=headers)
 
     figures = []
-    for name, result in ((f"portal inbox, {seed.INBOX_THREADS} threads", inbox), (f"portal thread, {seed.THREAD_MESSAGES} messages", thread)):
-        figures.append(
-            Figure(
-                name=f"{name}, {CONNECTIONS} connections",
-                value=result.rate,
-                unit="req/s",
-                goal=(">=", 1000),
-                baseline=baseline.rate,
-                baseline_name="req/s of the signed-out home page",
-                ratio_goal=0.4,
-                detail=f"{result.errors} errors" + (f", page {inbox_bytes} bytes" if result is inbox else ""),
-                extra={"result": result.__dict__, "baseline": baseline.__dict__},
-            )
-        )
-        figures.append(
-            Figure(
-                name=f"{name} p95",
-                value=result.p95_ms,
-                unit="ms",
-                goal=("<=", 20),
-                detail=f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; baseline p95 {baseline.p95_ms:.1f} ms",
-            )
-        )
+    figures += page_figures(
+        f"portal inbox, {seed.INBOX_THREADS} threads", inbox, baseline, "req/s of the signed-out home page",
+        f"{inbox.errors} errors, page {inbox_bytes} bytes",
+    )
+    figures += page_figures(
+        f"portal thread, {seed.THREAD_MESSAGES} messages", thread, baseline, "req/s of the signed-out home page",
+        f"{thread.errors} errors",
+    )
+    figures += _floor_figures(run)
     return figures
+
+
+def page_figures(name, result, baseline, baseline_name, detail):
+    """Return the rate Figure of a page's LoadResult against ``baseline``'s, and its p95 Figure."""
+    return [
+        Figure(
+            name=f"{name}, {CONNECTIONS} connections",
+            value=result.rate,
+            unit="req/s",
+            goal=(">=", 1000),
+            baseline=baseline.rate,
+            baseline_name=baseline_name,
+            ratio_goal=0.4,
+            detail=detail,
+            extra={"result": result.__dict__, "baseline": baseline.__dict__},
+        ),
+        Figure(
+            name=f"{name} p95",
+            value=result.p95_ms,
+            unit="ms",
+            goal=("<=", 20),
+            detail=f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; baseline p95 {baseline.p95_ms:.1f} ms",
+        ),
+    ]
+
+
+def _floor_figures(run):
+    """Return the same figures for the fixed stack alone (bench/stack_floor_apps.py), under the same server."""
+    settings = run.settings
+    floor = stack_floor_apps.build_portal_app(settings.database_url)
+    cookie = stack_floor_apps.portal_cookie(floor, run.fixtures.thread_client_id, USER_AGENT)
+    server = environment.start_web(
+        run.processes, settings, app_path="bench.stack_floor_apps:portal_app", name="floor-web", port=settings.baseline_port
+    )
+    try:
+        page_url = f"{settings.baseline_url}/messages"
+        check_page(page_url, cookie, r'id="message-\d+"', seed.THREAD_MESSAGES)
+        signed_out = load.run_wrk(f"{settings.baseline_url}/", run.http_seconds, CONNECTIONS, script_args=(f"User-Agent: {USER_AGENT}",))
+        page = load.run_wrk(
+            page_url, run.http_seconds, CONNECTIONS, script_args=(f"Cookie: session={cookie}", f"User-Agent: {USER_AGENT}")
+        )
+    finally:
+        run.processes.stop(server)
+    return page_figures(
+        f"fixed stack alone: signed-in page, {seed.THREAD_MESSAGES} messages", page, signed_out,
+        "req/s of its signed-out page", f"{page.errors} errors; no Pawpost code: a user loaded, one statement, one template",
+    )
+

@@ -23,6 +23,8 @@ EXPECTED_FIGURES = [
     "dashboard tile, one clinic",
     "portal inbox, 20 threads, ",
     "status callbacks applied, ",
+    "fixed stack alone: signed-in page, ",
+    "fixed stack alone: status callbacks applied, ",
     "batch API call, ",
     "fallback, callback to pointer at provider, idle",
     "pacing, busiest 1-second window",
@@ -69,3 +71,6 @@ def test_bench_quick_run(redis_url, tmp_path):
     memory = [figure for figure in figures if figure["name"].startswith("memory, ")]
     for figure in memory:
         assert figure["baseline"] > 0, figure
+    floor_callbacks = next(figure for figure in figures if figure["name"].startswith("fixed stack alone: status callbacks"))
+    # The floor's appliers moved the deliveries its callbacks named.
+    assert floor_callbacks["extra"]["applied"] > 0, floor_callbacks
