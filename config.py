@@ -24,6 +24,9 @@ ENVIRONMENTS = ("development", "test", "production")
 # The smallest request limit that lets a pet parent reply with a full-size photo (5 MB) and its
 # text, CSRF token and multipart headers.
 MIN_UPLOAD_BYTES = 5 * 1024 * 1024 + 64 * 1024
+# The largest request limit accepted: many times the largest photo or video a text can carry,
+# so a mistyped value cannot let one request spool gigabytes to disk.
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -169,7 +172,12 @@ def load(overrides=None):
     if upload_limit is not None and upload_limit < MIN_UPLOAD_BYTES:
         raise ConfigError(
             f"{PREFIX}MAX_UPLOAD_BYTES={upload_limit!r} is too small for a reply with a 5 MB photo. "
-            f"Use a number of at least {MIN_UPLOAD_BYTES}."
+            f"Use a number from {MIN_UPLOAD_BYTES} to {MAX_UPLOAD_BYTES}."
+        )
+    if upload_limit is not None and upload_limit > MAX_UPLOAD_BYTES:
+        raise ConfigError(
+            f"{PREFIX}MAX_UPLOAD_BYTES={upload_limit!r} is too large. "
+            f"Use a number from {MIN_UPLOAD_BYTES} to {MAX_UPLOAD_BYTES}."
         )
     settings["SQLALCHEMY_DATABASE_URI"] = _with_driver(settings["SQLALCHEMY_DATABASE_URI"])
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(settings["SQLALCHEMY_DATABASE_URI"]))

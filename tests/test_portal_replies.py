@@ -262,12 +262,21 @@ def test_upload_limit_below_reply_rejected(monkeypatch, value):
         config.load({"PAWPOST_ENV": "development"})
 
 
-def test_upload_limit_at_reply_minimum_accepted(monkeypatch):
-    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", str(config.MIN_UPLOAD_BYTES))
+@pytest.mark.parametrize("value", [str(config.MAX_UPLOAD_BYTES + 1), "50000000000"])
+def test_upload_limit_above_maximum_rejected(monkeypatch, value):
+    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", value)
+
+    with pytest.raises(config.ConfigError, match=f"PAWPOST_MAX_UPLOAD_BYTES={value} is too large"):
+        config.load({"PAWPOST_ENV": "development"})
+
+
+@pytest.mark.parametrize("limit", [config.MIN_UPLOAD_BYTES, config.MAX_UPLOAD_BYTES], ids=["minimum", "maximum"])
+def test_upload_limit_at_bounds_accepted(monkeypatch, limit):
+    monkeypatch.setenv("PAWPOST_MAX_UPLOAD_BYTES", str(limit))
 
     settings = config.load({"PAWPOST_ENV": "development"})
 
-    assert settings["MAX_CONTENT_LENGTH"] == config.MIN_UPLOAD_BYTES
+    assert settings["MAX_CONTENT_LENGTH"] == limit
 
 
 @pytest.mark.parametrize(
