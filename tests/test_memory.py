@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
+import portal.sqlite  # noqa: F401  (the hook under test)
 from portal.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,22 @@ def test_fresh_process_serves_requests(fresh_process):
 @pytest.mark.parametrize("module", LAZY_MODULES)
 def test_module_not_loaded_after_requests(fresh_process, module):
     assert module not in fresh_process["modules"]
+
+
+def test_sqlite_not_loaded_on_postgresql(fresh_process, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("Only a process on PostgreSQL can do without the sqlite3 module.")
+    assert "sqlite3" not in fresh_process["modules"]
+
+
+def test_sqlite_database_uses_wal(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+
+    with engine.connect() as connection:
+        mode = connection.execute(text("PRAGMA journal_mode")).scalar_one()
+    engine.dispose()
+
+    assert mode == "wal"
 
 
 def test_db_upgrade_command_migrates(live):
