@@ -56,7 +56,10 @@ def fetch(url, policy, deadline=None):
             pool.close()
         if not location:
             raise MediaFetchFailed(f"{url} responded with a redirect that has no Location header. Give the file's final URL.")
-        current = urljoin(current, location)
+        try:
+            current = urljoin(current, location)
+        except ValueError:
+            raise MediaFetchFailed(f"{url} redirected to an invalid URL. Give the file's final URL.") from None
     raise MediaFetchFailed(f"{url} redirected more than {MAX_REDIRECTS} times. Give the file's final URL.")
 
 
@@ -87,7 +90,11 @@ def _request(url, policy, deadline):
 
 
 def _parse(url):
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # urlsplit rejects an unclosed IPv6 address such as http://[::1.
+        raise MediaFetchFailed(f"{url} is not a valid URL. Check its host and brackets.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise MediaFetchFailed(f"{url} is not an http or https URL. Give a URL that starts with https://.")
     try:

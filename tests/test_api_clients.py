@@ -1,5 +1,6 @@
 """PUT/GET /api/v1/clients: PIMS upserts, the textable-number rule, conflicts, listings and failure rates."""
 
+import base64
 import json
 import threading
 
@@ -420,12 +421,18 @@ def test_bad_number_paginated(client, clinic, token):
     assert len(set(ids)) == 5
 
 
+# A cursor whose JSON is nested deeper than Python's parser can follow.
+DEEP_CURSOR = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [("limit=0", "limit"), ("limit=201", "limit"), ("limit=ten", "limit"), ("bad_number=maybe", "bad_number"),
      ("cursor=not-a-cursor", "cursor"), ("cursor=eyJpZCI6IjEifQ", "cursor"), ("cursor=eyJpZCI6MTAwMDAwMDAwMDAwMDB9", "cursor"),
-     ("bad_number=true&cursor=eyJpZCI6MX0", "cursor")],
-    ids=["limit_zero", "limit_big", "limit_word", "bad_number_word", "cursor_garbage", "cursor_string_id", "cursor_huge_id", "cursor_wrong_listing"],
+     ("bad_number=true&cursor=eyJpZCI6MX0", "cursor"), ("limit=%C2%B2", "limit"), ("limit=" + "9" * 5000, "limit"),
+     ("cursor=" + DEEP_CURSOR, "cursor")],
+    ids=["limit_zero", "limit_big", "limit_word", "bad_number_word", "cursor_garbage", "cursor_string_id", "cursor_huge_id",
+         "cursor_wrong_listing", "limit_superscript", "limit_long", "cursor_deep"],
 )
 def test_list_invalid_400(client, token, query, field):
     response = client.get(f"/api/v1/clients?{query}", headers=bearer(token))

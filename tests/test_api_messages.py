@@ -346,10 +346,11 @@ def test_media_url_redirect_followed(client, token, media_server):
         ("{server}/notes.txt", "send one of"),
         ("{server}/big.png", "limit"),
         ("http://127.0.0.1:9/photo.png", "could not be reached"),
+        ("http://[::1/photo.png", "not a valid URL"),
     ],
     ids=[
         "ftp", "file", "private", "metadata", "link_local_v6", "unspecified", "redirect_private", "redirect_loop",
-        "not_found", "not_media", "too_big", "refused",
+        "not_found", "not_media", "too_big", "refused", "unclosed_ipv6",
     ],
 )
 def test_media_url_rejected_400(client, token, media_server, path, expected_text):

@@ -1,4 +1,8 @@
-"""Text with a NUL character, which PostgreSQL cannot store: a 400 that names the field, and nothing stored."""
+"""Text with a NUL or an unpaired UTF-16 surrogate, which the database cannot store.
+
+Forms and API requests get a 400 that names the field, and nothing is stored. Provider webhooks
+store the text with the character replaced by U+FFFD, since a rejected callback would be retried.
+"""
 
 import pytest
 
@@ -28,20 +32,23 @@ def token(factory, clinic):
         ("/api/v1/messages", {"to": MOBILE, "body": "Rex\u0000 is ready."}, "body"),
         ("/api/v1/messages/batch", {"messages": [{"to": MOBILE, "body": "Rex\u0000 is ready."}]}, "messages[0].body"),
         ("/api/v1/messages", {"to": MOBILE + "\u0000", "body": "Rex is ready."}, "to"),
+        ("/api/v1/messages", {"to": MOBILE, "body": "Rex \ud83d is ready."}, "body"),
+        ("/api/v1/messages/batch", {"messages": [{"to": MOBILE, "body": "Rex \udfff ate."}]}, "messages[0].body"),
     ],
-    ids=["send_body", "batch_body", "send_to"],
+    ids=["send_body", "batch_body", "send_to", "send_body_surrogate", "batch_body_surrogate"],
 )
 def test_api_nul_rejected(client, token, path, payload, field):
     response = client.post(path, json=payload, headers=bearer(token))
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
-    assert "NUL character" in response.get_json()["error"]["message"]
+    assert "cannot store" in response.get_json()["error"]["message"]
     assert count(Message) == 0
 
 
-def test_api_client_upsert_nul_rejected(client, token):
-    response = client.put("/api/v1/clients/pims-1", json={"name": "Pat\u0000", "numbers": []}, headers=bearer(token))
+@pytest.mark.parametrize("name", ["Pat\u0000", "Pat \ud800"], ids=["nul", "surrogate"])
+def test_api_client_upsert_nul_rejected(client, token, name):
+    response = client.put("/api/v1/clients/pims-1", json={"name": name, "numbers": []}, headers=bearer(token))
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "name"
@@ -90,17 +97,19 @@ def test_portal_json_nul_rejected(client, factory, clinic):
     assert response.status_code == 400
 
 
-def test_bandwidth_inbound_nul_stored_replaced(client, factory):
+@pytest.mark.parametrize("text", ["Rex\u0000 ate.", "Rex\ud83d ate."], ids=["nul", "surrogate"])
+def test_bandwidth_inbound_nul_stored_replaced(client, factory, text):
     clinic = factory.clinic("bandwidth")
 
-    response = post_bandwidth_events(client, clinic, [inbound_event(clinic, "Rex\u0000 ate.", "1741101399000nul")])
+    response = post_bandwidth_events(client, clinic, [inbound_event(clinic, text, "1741101399000nul")])
 
     [stored] = inbound_messages()
     assert response.status_code == 200
     assert stored.body == "Rex\ufffd ate."
 
 
-def test_status_event_nul_replaced():
-    event = StatusEvent("twilio", "delivered", "SM\u00001", None, None, None, {})
+@pytest.mark.parametrize("message_id", ["SM\u00001", "SM\udc001"], ids=["nul", "surrogate"])
+def test_status_event_nul_replaced(message_id):
+    event = StatusEvent("twilio", "delivered", message_id, None, None, None, {})
 
     assert event.provider_message_id == "SM\ufffd1"

@@ -149,7 +149,8 @@ def _limit_arg():
     value = request.args.get("limit")
     if value is None:
         return DEFAULT_PAGE_SIZE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+    # Only ASCII digits: str.isdigit() also accepts characters such as "²" that int() rejects.
+    if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_PAGE_SIZE))) or not 1 <= int(value) <= MAX_PAGE_SIZE:
         raise ApiError(400, "invalid_parameter", f"'limit' is {value!r}; use a whole number from 1 to {MAX_PAGE_SIZE}.", "limit")
     return int(value)
 
@@ -160,7 +161,7 @@ def _cursor_arg():
         return None
     try:
         decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise _bad_cursor() from None
     position = decoded.get("id") if isinstance(decoded, dict) else None
     if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_ID:
