@@ -15,11 +15,32 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 PREFIX = "PAWPOST_"
 # Whole-number settings with their lowest and highest allowed values (None: no highest).
+# The highest values sit far above the defaults, so a mistyped one stops the process at
+# start instead of failing the first send or link that uses it.
 BOUNDED_SETTINGS = {
     "SEND_CONCURRENCY": (1, 64),
     "IDEMPOTENCY_KEY_HOURS": (1, None),
     "CALLBACK_CREDENTIALS_SECONDS": (0, None),
+    "PORTAL_TOKEN_DAYS": (1, 365),
+    "REMEMBER_DAYS": (1, 365),
+    "SEND_TIMEOUT_SECONDS": (1, 300),
+    "SMS_MAX_ATTEMPTS": (1, 20),
+    "EMAIL_MAX_ATTEMPTS": (1, 20),
+    "PUSH_MAX_ATTEMPTS": (1, 20),
+    # 0 retries at once.
+    "RETRY_BASE_SECONDS": (0, 86_400),
+    "RETRY_MAX_SECONDS": (1, 7 * 86_400),
+    # Twilio accepts a validity period of 1 to 36,000 seconds.
+    "SMS_VALIDITY_SECONDS": (1, 36_000),
+    "STUCK_SENDING_SECONDS": (1, 86_400),
+    "RECEIPT_TIMEOUT_SECONDS": (1, 7 * 86_400),
+    "MEDIA_URL_HOURS": (1, 30 * 24),
+    "SENDER_RATE": (0, 1_000),
+    "PACING_MARGIN_MS": (0, 1_000),
 }
+# The highest per-number rate in PAWPOST_SENDER_RATES, texts per second.
+MAX_SENDER_RATE = 1_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENVIRONMENTS = ("development", "test", "production")
 # The smallest request limit that lets a pet parent reply with a full-size photo (5 MB) and its
 # text, CSRF token and multipart headers.
@@ -128,7 +149,7 @@ def load(overrides=None):
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         # How long "Stay signed in" keeps someone signed in without a new link or code.
-        "REMEMBER_COOKIE_DURATION": timedelta(days=_int("REMEMBER_DAYS", 30)),
+        "PAWPOST_REMEMBER_DAYS": _int("REMEMBER_DAYS", 30),
         "WTF_CSRF_TIME_LIMIT": None,
         # Outgoing mail server. Unset, development writes each email to PAWPOST_MAIL_DIR as a
         # .eml file and the other environments send no email.
@@ -168,6 +189,14 @@ def load(overrides=None):
         if value < low or (high is not None and value > high):
             allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise ConfigError(f"{PREFIX}{name}={value!r} is out of range. Use a number {allowed}.")
+    if settings["PAWPOST_RETRY_BASE_SECONDS"] > settings["PAWPOST_RETRY_MAX_SECONDS"]:
+        raise ConfigError(
+            f"{PREFIX}RETRY_BASE_SECONDS={settings['PAWPOST_RETRY_BASE_SECONDS']!r} is longer than "
+            f"{PREFIX}RETRY_MAX_SECONDS={settings['PAWPOST_RETRY_MAX_SECONDS']!r}. Make the base at most the maximum."
+        )
+    settings.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=settings["PAWPOST_REMEMBER_DAYS"]))
+    _check_api_rate_limit(settings["PAWPOST_API_RATE_LIMIT"])
+    _check_trusted_proxies(settings["PAWPOST_TRUSTED_PROXIES"])
     upload_limit = settings["MAX_CONTENT_LENGTH"]
     if upload_limit is not None and upload_limit < MIN_UPLOAD_BYTES:
         raise ConfigError(
@@ -192,9 +221,13 @@ def load(overrides=None):
 def _check_base_url(url):
     url = url.rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or re.search(r"\s", url):
         raise ConfigError(
-            f"{PREFIX}BASE_URL={url!r} is not an absolute http(s) URL. "
+            f"{PREFIX}BASE_URL={url!r} is not an absolute http(s) URL with a host, a valid port and no spaces. "
             "Set it to the public address of Pawpost, for example https://pawpost.example.com."
         )
     # The pointer SMS carries a link on this URL and must stay one 160-character segment.
@@ -308,6 +341,43 @@ def _check_sender_rates(text):
                 f"{PREFIX}SENDER_RATES has {item.strip()!r}, which is not an E.164 number and a whole rate. "
                 "Write each as +15550001111=10 (texts per second), separated by commas."
             )
+        if int(item.split("=")[1]) > MAX_SENDER_RATE:
+            raise ConfigError(
+                f"{PREFIX}SENDER_RATES has {item.strip()!r}, whose rate is out of range. "
+                f"Use a whole number of texts per second from 0 to {MAX_SENDER_RATE}."
+            )
+
+
+def _check_api_rate_limit(text):
+    from limits import parse
+
+    try:
+        parse(text)
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}API_RATE_LIMIT={text!r} is not a rate limit. Write it as a count per period, such as 600 per minute."
+        ) from None
+
+
+def _check_trusted_proxies(text):
+    import ipaddress
+
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}TRUSTED_PROXIES has {item!r}, which is not an IP address or network. "
+                "List the proxies' addresses or networks, such as 10.0.0.5,10.1.0.0/16, not host names."
+            ) from None
+
+
+def check_log_level(text):
+    """Return the logging level named by PAWPOST_LOG_LEVEL's ``text``, in capitals; raise ConfigError if unknown."""
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{PREFIX}LOG_LEVEL={text!r} is not a log level. Use one of {', '.join(LOG_LEVELS)}.")
+    return level
 
 
 def _check_vapid(settings, environment):

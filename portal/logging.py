@@ -8,6 +8,8 @@ import os
 import re
 from contextlib import contextmanager
 
+from config import check_log_level
+
 # Ids of the message and clinic a line is about, set around each job and webhook.
 _context = contextvars.ContextVar("pawpost_log_context", default={})
 # Anything shaped like a phone number: a +, then 10 to 15 digits, or 10+ digits with separators.
@@ -93,6 +95,6 @@ def configure_logging(level=None):
                 "urllib3": {"level": "WARNING"},
                 "alembic.runtime.plugins": {"level": "WARNING"},
             },
-            "root": {"level": level or os.environ.get("PAWPOST_LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
+            "root": {"level": level or check_log_level(os.environ.get("PAWPOST_LOG_LEVEL", "INFO")), "handlers": ["stderr"]},
         }
     )
