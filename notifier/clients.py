@@ -73,11 +73,11 @@ class ListedNumber:
 
 
 def check_pims_id(pims_id):
-    """Return ``pims_id`` or raise InvalidClient when it is too long or contains control characters."""
-    if not pims_id or len(pims_id) > MAX_PIMS_ID_CHARS or not pims_id.isprintable():
+    """Return ``pims_id`` or raise InvalidClient when it is blank, too long or contains control characters."""
+    if not pims_id or not pims_id.strip() or len(pims_id) > MAX_PIMS_ID_CHARS or not pims_id.isprintable():
         raise InvalidClient(
             "pims_id",
-            f"The PIMS id {pims_id!r} is invalid. Use 1 to {MAX_PIMS_ID_CHARS} printable characters.",
+            f"The PIMS id {pims_id!r} is invalid. Use 1 to {MAX_PIMS_ID_CHARS} printable characters, not only spaces.",
         )
     return pims_id
 

@@ -1,6 +1,7 @@
 """Create outbound messages: stored with one delivery per channel before any job is queued."""
 
 import logging
+import unicodedata
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +27,23 @@ class InvalidMessage(ValueError):
         self.field = field
 
 
+def extension_message(raw_number):
+    """Return the error for a number with an extension: an office line, which Pawpost never texts."""
+    return f"The phone number {raw_number!r} has an extension, so it cannot receive texts. Give the client's mobile number."
+
+
+def has_visible_text(text):
+    """Return True when ``text`` has a character that shows: not only spaces and invisible format characters."""
+    return any(not char.isspace() and unicodedata.category(char) != "Cf" for char in text)
+
+
 def validate_body(body):
-    """Return ``body`` stripped, or raise InvalidMessage when it is empty or too long."""
-    if not isinstance(body, str) or not body.strip():
-        raise InvalidMessage("body", "The message body is empty. Write the text to send, or attach a photo.")
+    """Return ``body`` stripped, or raise InvalidMessage when it shows nothing or is too long."""
+    if not isinstance(body, str) or not has_visible_text(body):
+        raise InvalidMessage(
+            "body",
+            "The message body is empty or only spaces and invisible characters. Write the text to send, or attach a photo.",
+        )
     body = body.strip()
     if len(body) > MAX_BODY_CHARS:
         raise InvalidMessage(
@@ -42,9 +56,11 @@ def validate_body(body):
 def find_or_create_client(clinic, raw_number, name=""):
     """Return ``(client, created)`` for the clinic's client with this number, creating one if none exists."""
     try:
-        e164, _extension = normalize(raw_number, clinic.country)
+        e164, extension = normalize(raw_number, clinic.country)
     except InvalidPhoneNumber as exc:
         raise InvalidMessage("to", str(exc)) from None
+    if extension:
+        raise InvalidMessage("to", extension_message(raw_number))
 
     client = _client_by_number(clinic, e164)
     if client is not None:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import media
-from notifier.sending import MAX_BODY_CHARS
+from notifier.sending import MAX_BODY_CHARS, has_visible_text
 from portal import MAX_ID, inputs, threads
 from portal.auth import client_required, sign_out_everywhere
 from portal.extensions import csrf, db
@@ -123,6 +123,9 @@ def reply(client_id):
 
     form = ReplyForm()
     body = (form.body.data or "").strip()
+    if not has_visible_text(body):
+        # Only spaces and invisible characters, such as a zero-width space: nothing a clinic could read.
+        body = ""
     upload = form.photo.data if form.photo.data and form.photo.data.filename else None
     if not form.validate():
         return _render_thread(record, form.body.data, REPLY_TOO_LONG, 400)

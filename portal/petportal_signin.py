@@ -7,6 +7,7 @@ used to learn who is a clinic's client.
 import hmac
 import logging
 import time
+import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 from flask import flash, redirect, render_template, request, session, url_for
@@ -75,7 +76,10 @@ def login_code():
         return render_template("portal/login_code.html", form=form, address=shown_address)
 
     entered = "".join(form.code.data.split()).replace("-", "")
-    if not (entered.isdigit() and len(entered) == login_codes.CODE_DIGITS):
+    if entered.isdecimal():
+        # Digits typed on another script's keyboard, such as full-width １２３, count as 0 to 9.
+        entered = "".join(str(unicodedata.decimal(char)) for char in entered)
+    if not (entered.isascii() and entered.isdigit() and len(entered) == login_codes.CODE_DIGITS):
         form.code.errors.append(f"Enter the {login_codes.CODE_DIGITS} digits of the code, such as 123456.")
         return render_template("portal/login_code.html", form=form, address=shown_address), 400
 

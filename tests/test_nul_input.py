@@ -1,7 +1,8 @@
-"""Text with a NUL or an unpaired UTF-16 surrogate, which the database cannot store.
+"""Text with a NUL or an unpaired UTF-16 surrogate, which the database cannot store, and text that shows nothing.
 
 Forms and API requests get a 400 that names the field, and nothing is stored. Provider webhooks
 store the text with the character replaced by U+FFFD, since a rejected callback would be retried.
+Texts of only invisible characters, numbers with extensions and blank PIMS ids get a 400 too.
 """
 
 import pytest
@@ -64,16 +65,21 @@ def test_staff_login_nul_rejected(client):
     assert b"email&#39; contains a NUL character" in response.data
 
 
-def test_portal_reply_nul_rejected(client, factory, clinic):
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("Rex\u0000 ate.", b"body&#39; contains a NUL character"), ("\u200b \u200b", b"Write a message or add a photo")],
+    ids=["nul", "invisible"],
+)
+def test_portal_reply_nul_rejected(client, factory, clinic, body, message):
     record = factory.client(clinic, MOBILE)
     portal_message(clinic, record)
     sign_in(client, record.id)
-    data = {"csrf_token": page_token(client, f"/inbox/threads/{record.id}"), "body": "Rex\u0000 ate."}
+    data = {"csrf_token": page_token(client, f"/inbox/threads/{record.id}"), "body": body}
 
     response = client.post(f"/inbox/threads/{record.id}/messages", data=data, content_type="multipart/form-data")
 
     assert response.status_code == 400
-    assert b"body&#39; contains a NUL character" in response.data
+    assert message in response.data
     assert count(Message, Message.direction == "inbound") == 0
 
 
@@ -113,3 +119,38 @@ def test_status_event_nul_replaced(message_id):
     event = StatusEvent("twilio", "delivered", message_id, None, None, None, {})
 
     assert event.provider_message_id == "SM\ufffd1"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/api/v1/messages", {"to": MOBILE, "body": "\u200b"}, "body"),
+        ("/api/v1/messages", {"to": MOBILE, "body": " \ufeff \u200b "}, "body"),
+        ("/api/v1/messages/batch", {"messages": [{"to": MOBILE, "body": "\u2060"}]}, "messages[0].body"),
+        ("/api/v1/messages", {"to": "+1 555 123 0002 ext. 55", "body": "Rex is ready."}, "to"),
+        ("/api/v1/messages", {"to": "+15551230002;ext=2", "body": "Rex is ready."}, "to"),
+        ("/api/v1/messages/batch", {"messages": [{"to": "555-123-0002 x7", "body": "Rex is ready."}]}, "messages[0].to"),
+    ],
+    ids=["zero_width_space", "byte_order_mark", "batch_word_joiner", "extension", "extension_rfc3966", "batch_extension"],
+)
+def test_api_invisible_or_extension_rejected(client, token, path, payload, field):
+    response = client.post(path, json=payload, headers=bearer(token))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    assert count(Message) == 0
+
+
+def test_api_body_with_visible_text_accepted(client, token):
+    response = client.post("/api/v1/messages", json={"to": MOBILE, "body": "\u200bRex is ready."}, headers=bearer(token))
+
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("pims_id", ["%20", "%20%20%20"], ids=["space", "spaces"])
+def test_blank_pims_id_rejected(client, token, pims_id):
+    response = client.put(f"/api/v1/clients/{pims_id}", json={"name": "Pat", "numbers": []}, headers=bearer(token))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "pims_id"
+    assert count(Client) == 0

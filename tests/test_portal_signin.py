@@ -113,6 +113,19 @@ def test_sms_code_signs_in(client, live, parent):
     assert client.get("/inbox").status_code == 200
 
 
+@pytest.mark.parametrize("script", ["fullwidth", "arabic_indic"])
+def test_code_in_other_digits_signs_in(client, live, parent, script):
+    request_code(client, MOBILE)
+    run_worker(live.app)
+    code = texted_code(live)
+    zero = {"fullwidth": 0xFF10, "arabic_indic": 0x0660}[script]
+
+    signed_in = enter_code(client, "".join(chr(zero + int(digit)) for digit in code))
+
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"] == "/inbox"
+
+
 def test_sms_code_text(client, live, parent):
     request_code(client, MOBILE)
     run_worker(live.app)

@@ -6,7 +6,7 @@ from flask import g, jsonify, request
 
 from notifier import batch
 from notifier.phone import InvalidPhoneNumber, normalize
-from notifier.sending import MAX_BODY_CHARS, InvalidMessage, validate_body
+from notifier.sending import MAX_BODY_CHARS, InvalidMessage, extension_message, validate_body
 from portal.api import bp, idempotency, openapi
 from portal.api.auth import token_required
 from portal.api.errors import ApiError
@@ -87,9 +87,12 @@ def _parse_item(index, entry, country, numbers):
         raise ApiError(400, "invalid_field", f"'{where}.body' is required and must be a string.", f"{where}.body")
     if to not in numbers:
         try:
-            numbers[to] = normalize(to, country)[0]
+            e164, extension = normalize(to, country)
         except InvalidPhoneNumber as exc:
             raise ApiError(400, "invalid_field", str(exc), f"{where}.to") from None
+        if extension:
+            raise ApiError(400, "invalid_field", extension_message(to), f"{where}.to")
+        numbers[to] = e164
     try:
         body = validate_body(body)
     except InvalidMessage as exc:

@@ -16,6 +16,7 @@ from notifier.sending import (
     check_new_number,
     enqueue_deliveries,
     find_or_create_client,
+    has_visible_text,
     store_message,
     validate_body,
 )
@@ -196,7 +197,7 @@ def _body(values, has_media):
         return ""
     if not isinstance(body, str):
         raise ApiError(400, "invalid_field", "'body' is required and must be a string.", "body")
-    if has_media and not body.strip():
+    if has_media and not has_visible_text(body):
         return ""
     try:
         return validate_body(body)
