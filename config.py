@@ -181,6 +181,7 @@ def load(overrides=None):
         settings[key] = development_default
 
     settings["PAWPOST_BASE_URL"] = _check_base_url(settings["PAWPOST_BASE_URL"])
+    _check_service_urls(settings)
     _check_mail(settings, environment)
     _check_vapid(settings, environment)
     _check_sender_rates(settings["PAWPOST_SENDER_RATES"])
@@ -414,6 +415,28 @@ def _check_vapid(settings, environment):
         raise ConfigError(
             f"{PREFIX}VAPID_PUBLIC_KEY does not belong to {PREFIX}VAPID_PRIVATE_KEY. "
             "Set the two keys printed together by `flask push generate-vapid-keys`."
+        )
+
+
+DATABASE_SCHEMES = ("postgres://", "postgresql://", "postgresql+psycopg://", "sqlite://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_service_urls(settings):
+    """Raise ConfigError unless DATABASE_URL names PostgreSQL or SQLite and REDIS_URL names Redis.
+
+    The error shows only the URL's scheme, since the rest can contain a password.
+    """
+    database_url, redis_url = settings["SQLALCHEMY_DATABASE_URI"], settings["REDIS_URL"]
+    if not database_url.startswith(DATABASE_SCHEMES):
+        raise ConfigError(
+            f"DATABASE_URL starts with {database_url.partition(':')[0]!r}, which is not PostgreSQL or SQLite. "
+            "Use postgresql://user:password@host:5432/pawpost, or unset it for the SQLite file in instance/."
+        )
+    if not redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            f"REDIS_URL starts with {redis_url.partition(':')[0]!r}, which is not a Redis URL. "
+            "Use redis://host:6379/0 (or rediss:// for TLS, unix:// for a socket)."
         )
 
 

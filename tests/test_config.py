@@ -108,3 +108,19 @@ def test_log_level_named_accepted(text, level):
 def test_log_level_unknown_rejected():
     with pytest.raises(config.ConfigError, match="PAWPOST_LOG_LEVEL='LOUD' is not a log level. Use one of DEBUG"):
         config.check_log_level("LOUD")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://pawpost:secret@db.example.com/pawpost", "DATABASE_URL starts with 'mysql'"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL starts with 'localhost'"),
+    ],
+    ids=["database_mysql", "redis_no_scheme"],
+)
+def test_service_url_rejected(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(config.ConfigError, match=message) as raised:
+        load()
+    assert "secret" not in str(raised.value)
