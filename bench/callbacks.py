@@ -6,7 +6,7 @@ one verifies the X-Twilio-Signature, is queued, then stored and applied by the w
 applied per second: the requests wrk completed, divided by the time from the load's start until
 the last of them was applied. The baseline serves a Flask view that only returns 200 with the
 same gunicorn command, under the same wrk load. The same load then goes through the fixed stack
-alone (bench/stack_floor_apps.py), for the most the libraries allow on this machine.
+alone (bench/stack_floor_apps.py), to estimate what the libraries allow on this machine.
 """
 
 import sys

@@ -1,8 +1,8 @@
 """The throughput floor of Pawpost's fixed stack: the plainest apps that do a benchmark's work.
 
 Each is built from the libraries Pawpost must use, with none of Pawpost's code and none of its
-checks, so its figures estimate the most those libraries allow on this machine. Each one serves its benchmark's
-work and also its benchmark's baseline route, so the floor gets a ratio of its own.
+checks, so its figures estimate the most those libraries allow on this machine. Each serves its
+benchmark's work and that benchmark's baseline route, so the floor gets a ratio of its own.
 
 - ``portal_app``: Flask-Login loads the signed-in person with Flask-SQLAlchemy, one statement
   reads their 20 newest messages and Jinja renders them. ``/`` renders the same template with no
@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 import flask
@@ -54,7 +55,7 @@ PAGE = """<!doctype html>
 
 
 def sqlalchemy_url(database_url):
-    # Pawpost's config selects psycopg 3 the same way.
+    """Return ``database_url`` with the psycopg 3 driver named, as Pawpost's config does."""
     return database_url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
@@ -165,7 +166,7 @@ def pending(connection):
     return connection.xlen(STREAM)
 
 
-# One statement each per batch, the cheapest way PostgreSQL takes them.
+# One statement stores a batch's events and one moves its deliveries.
 STORE = text(
     "INSERT INTO provider_events (clinic_id, provider, kind, provider_message_id, delivery_id, status, outcome, "
     "payload, received_at) SELECT e.clinic_id, 'twilio', 'status', e.message_id, e.delivery_id, e.status, 'applied', "
@@ -184,11 +185,11 @@ def apply(consumer):
     """Read, apply and acknowledge floor events until SIGTERM."""
     connection = redis.Redis.from_url(os.environ["REDIS_URL"])
     engine = create_engine(sqlalchemy_url(os.environ["DATABASE_URL"]), pool_size=1)
-    running = [True]
-    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     # Named now, so the benchmark can see the applier is ready before the load starts.
     connection.xgroup_createconsumer(STREAM, GROUP, consumer)
-    while running[0]:
+    while not stopping.is_set():
         response = connection.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=BATCH, block=500)
         if not response:
             continue

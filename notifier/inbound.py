@@ -9,7 +9,7 @@ from notifier import keywords, policy
 from notifier.phone import InvalidPhoneNumber, normalize
 from notifier.sending import find_or_create_client
 from portal.extensions import db
-from portal.inputs import without_nul
+from portal.inputs import storable_text
 from portal.models import Attachment, Clinic, Message, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ def store_inbound(clinic, provider, provider_message_id, from_number, body, medi
     A repeated webhook for the same provider message id is logged and stores nothing twice, and a
     message from one of Pawpost's own sender numbers is never taken as a client's reply.
     """
-    # PostgreSQL cannot store a NUL, and a rejected webhook would only be retried by the provider.
-    provider_message_id, from_number, body = (without_nul(value) for value in (provider_message_id, from_number, body))
-    media_urls = [without_nul(url) for url in media_urls]
+    # The database cannot store a NUL or a lone surrogate, and a rejected webhook would only be retried.
+    provider_message_id, from_number, body = (storable_text(value) for value in (provider_message_id, from_number, body))
+    media_urls = [storable_text(url) for url in media_urls]
     outcome, message = _check_sender(from_number, clinic), None
     if outcome is None:
         message = _new_message(clinic, provider_message_id, from_number, body, media_urls)

@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 
 from config import base64url_bytes
 from portal.extensions import db
-from portal.inputs import without_nul
+from portal.inputs import storable_text
 from portal.models import PushSubscription, utcnow
 from portal.threads import person_client_ids
 
@@ -182,8 +182,8 @@ def save_subscription(client, endpoint, p256dh, auth, user_agent):
         db.session.add(row)
     row.client_id = client.id
     row.p256dh, row.auth = p256dh, auth
-    # A browser's own header, kept only to tell devices apart; a NUL in it cannot be stored.
-    row.user_agent = without_nul(user_agent or "")[:200] or None
+    # A browser's own header, kept only to tell devices apart. A NUL or lone surrogate in it cannot be stored.
+    row.user_agent = storable_text(user_agent or "")[:200] or None
     return row, created
 
 

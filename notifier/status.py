@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from notifier import metrics, policy, stats
 from notifier.classify import classify
 from portal.extensions import db
-from portal.inputs import without_nul
+from portal.inputs import storable_text
 from portal.logging import log_context
 from portal.models import (
     FAILED_STATUSES,
@@ -71,9 +71,9 @@ class StatusEvent:
     payload: dict
 
     def __post_init__(self):
-        # PostgreSQL cannot store a NUL, and a rejected callback would only be retried by the provider.
+        # The database cannot store a NUL or a lone surrogate, and a rejected callback would only be retried.
         for name in ("provider_status", "provider_message_id", "error_code"):
-            object.__setattr__(self, name, without_nul(getattr(self, name)))
+            object.__setattr__(self, name, storable_text(getattr(self, name)))
 
 
 @dataclass(frozen=True)

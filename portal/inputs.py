@@ -4,7 +4,7 @@ PostgreSQL rejects a NUL in any text column, and a lone surrogate (a JSON escape
 ``\ud83d`` without its pair) cannot be encoded as UTF-8 at all. A person cannot type either into
 a form, so a form or API request that contains one gets a 400 that names the field, before a
 view reads it. Provider webhooks are not rejected, because the provider would retry them: their
-texts are stored with each such character replaced by U+FFFD (``without_nul``).
+texts are stored with each such character replaced by U+FFFD (``storable_text``).
 """
 
 import re
@@ -19,7 +19,7 @@ REPLACEMENT = "\ufffd"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def nul_field(value, name=""):
+def unstorable_field(value, name=""):
     """Return the name of the first field of ``value`` whose name or text has a NUL or lone surrogate, or None.
 
     ``value`` is a string, a list, a dict (as parsed JSON) or a MultiDict. Nested fields are named
@@ -29,7 +29,7 @@ def nul_field(value, name=""):
         return (name or "value") if UNSTORABLE.search(value) else None
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = nul_field(item, f"{name}[{index}]")
+            found = unstorable_field(item, f"{name}[{index}]")
             if found:
                 return found
         return None
@@ -41,13 +41,13 @@ def nul_field(value, name=""):
             field = f"{name}.{key_text}" if name else key_text
             if UNSTORABLE.search(key_text):
                 return field
-            found = nul_field(item, field)
+            found = unstorable_field(item, field)
             if found:
                 return found
     return None
 
 
-def without_nul(value):
+def storable_text(value):
     """Return ``value`` with each NUL and lone surrogate replaced by U+FFFD when it is a string, else unchanged.
 
     Webhook handling uses it, because a rejected webhook would be retried by the provider.
@@ -57,17 +57,17 @@ def without_nul(value):
     return value
 
 
-def submitted_nul_field(include_json=False):
+def submitted_unstorable_field(include_json=False):
     """Return the first field of this request's path, query, form or (with ``include_json``) JSON that cannot be stored."""
-    found = nul_field(request.view_args or {}) or nul_field(request.args)
+    found = unstorable_field(request.view_args or {}) or unstorable_field(request.args)
     if found is None and request.method != "GET" and request.mimetype in FORM_TYPES:
-        found = nul_field(request.form)
+        found = unstorable_field(request.form)
     if found is None and include_json and request.mimetype == "application/json":
-        found = nul_field(request.get_json(silent=True))
+        found = unstorable_field(request.get_json(silent=True))
     return found
 
 
-def nul_message(field):
+def unstorable_message(field):
     """Return the error message for a NUL or lone surrogate in ``field``, with the fix."""
     return (
         f"'{field}' contains a NUL character (\\u0000) or an unpaired UTF-16 surrogate (\\ud800 to \\udfff), "
@@ -82,7 +82,7 @@ class JSONProvider(DefaultJSONProvider):
         try:
             return super().loads(s, **kwargs)
         except RecursionError:
-            # Werkzeug turns a ValueError into its invalid-JSON handling (a 400, or None when silent).
+            # Werkzeug handles a ValueError as invalid JSON: a 400, or None when silent.
             raise ValueError("The JSON is nested too deeply.") from None
 
 
@@ -94,11 +94,11 @@ def init_app(app):
     app.json = JSONProvider(app)
 
     @app.before_request
-    def reject_nul_in_forms():
+    def reject_unstorable_form_text():
         # The reply view reads its form itself, to show the error of an oversized one on the thread page.
         if request.blueprint in ("api", "webhooks") or request.endpoint == "portal.reply":
             return None
-        field = submitted_nul_field(include_json=True)
+        field = submitted_unstorable_field(include_json=True)
         if field is not None:
-            abort(400, nul_message(field))
+            abort(400, unstorable_message(field))
         return None

@@ -114,9 +114,9 @@ def reply(client_id):
             return _render_thread(record, error=photo_too_large_text(), status=413)
         # Within the request limit, so a text field passed the form's own limit on field sizes.
         return _render_thread(record, error=REPLY_TOO_LONG, status=413)
-    nul_field = inputs.submitted_nul_field()
-    if nul_field is not None:
-        return _render_thread(record, error=inputs.nul_message(nul_field), status=400)
+    unstorable_field = inputs.submitted_unstorable_field()
+    if unstorable_field is not None:
+        return _render_thread(record, error=inputs.unstorable_message(unstorable_field), status=400)
 
     if len([upload for upload in request.files.getlist("photo") if upload.filename]) > 1:
         return _render_thread(record, request.form.get("body"), "Attach one photo at most, then press Send.", 400)

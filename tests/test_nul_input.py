@@ -38,7 +38,7 @@ def token(factory, clinic):
     ],
     ids=["send_body", "batch_body", "send_to", "send_body_surrogate", "batch_body_surrogate"],
 )
-def test_api_nul_rejected(client, token, path, payload, field):
+def test_api_unstorable_text_rejected(client, token, path, payload, field):
     response = client.post(path, json=payload, headers=bearer(token))
 
     assert response.status_code == 400
@@ -48,7 +48,7 @@ def test_api_nul_rejected(client, token, path, payload, field):
 
 
 @pytest.mark.parametrize("name", ["Pat\u0000", "Pat \ud800"], ids=["nul", "surrogate"])
-def test_api_client_upsert_nul_rejected(client, token, name):
+def test_client_upsert_unstorable_rejected(client, token, name):
     response = client.put("/api/v1/clients/pims-1", json={"name": name, "numbers": []}, headers=bearer(token))
 
     assert response.status_code == 400
@@ -70,7 +70,7 @@ def test_staff_login_nul_rejected(client):
     [("Rex\u0000 ate.", b"body&#39; contains a NUL character"), ("\u200b \u200b", b"Write a message or add a photo")],
     ids=["nul", "invisible"],
 )
-def test_portal_reply_nul_rejected(client, factory, clinic, body, message):
+def test_portal_reply_bad_text_rejected(client, factory, clinic, body, message):
     record = factory.client(clinic, MOBILE)
     portal_message(clinic, record)
     sign_in(client, record.id)
@@ -104,7 +104,7 @@ def test_portal_json_nul_rejected(client, factory, clinic):
 
 
 @pytest.mark.parametrize("text", ["Rex\u0000 ate.", "Rex\ud83d ate."], ids=["nul", "surrogate"])
-def test_bandwidth_inbound_nul_stored_replaced(client, factory, text):
+def test_bandwidth_inbound_text_replaced(client, factory, text):
     clinic = factory.clinic("bandwidth")
 
     response = post_bandwidth_events(client, clinic, [inbound_event(clinic, text, "1741101399000nul")])
@@ -115,7 +115,7 @@ def test_bandwidth_inbound_nul_stored_replaced(client, factory, text):
 
 
 @pytest.mark.parametrize("message_id", ["SM\u00001", "SM\udc001"], ids=["nul", "surrogate"])
-def test_status_event_nul_replaced(message_id):
+def test_status_event_text_replaced(message_id):
     event = StatusEvent("twilio", "delivered", message_id, None, None, None, {})
 
     assert event.provider_message_id == "SM\ufffd1"

@@ -17,11 +17,11 @@ bp.before_request(auth.check_rate_limit)
 
 
 @bp.before_request
-def reject_nul_characters():
-    """Reject a request whose path, query, form or JSON text contains a NUL, naming the field."""
-    field = inputs.submitted_nul_field(include_json=True)
+def reject_unstorable_text():
+    """Reject a request whose path, query, form or JSON text contains a NUL or lone surrogate, naming the field."""
+    field = inputs.submitted_unstorable_field(include_json=True)
     if field is not None:
-        raise ApiError(400, "invalid_field", inputs.nul_message(field), field)
+        raise ApiError(400, "invalid_field", inputs.unstorable_message(field), field)
 
 
 # Imported last: these modules add their routes to ``bp``.

@@ -150,7 +150,8 @@ def _limit_arg():
     if value is None:
         return DEFAULT_PAGE_SIZE
     # Only ASCII digits: str.isdigit() also accepts characters such as "²" that int() rejects.
-    if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_PAGE_SIZE))) or not 1 <= int(value) <= MAX_PAGE_SIZE:
+    whole_number = value.isascii() and value.isdigit() and len(value) <= len(str(MAX_PAGE_SIZE))
+    if not whole_number or not 1 <= int(value) <= MAX_PAGE_SIZE:
         raise ApiError(400, "invalid_parameter", f"'limit' is {value!r}; use a whole number from 1 to {MAX_PAGE_SIZE}.", "limit")
     return int(value)
 
